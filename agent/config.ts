@@ -1,0 +1,68 @@
+// agentk's settings: flags, environment and the cluster owner's agent.yaml, defaulted here once.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+export class AgentConfigError extends Error {
+  override name = 'AgentConfigError';
+}
+
+const FileSchema = z
+  .object({
+    prometheus: z.object({ url: z.url() }).strict().optional(),
+    kubernetes: z
+      .object({ inCluster: z.boolean().optional(), kubeconfig: z.string().optional(), context: z.string().optional() })
+      .strict()
+      .optional(),
+    policy: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict();
+export type AgentFileConfig = z.infer<typeof FileSchema>;
+
+export interface AgentConfig {
+  readonly kasUrl: string;
+  readonly token: string;
+  readonly replica: string;
+  readonly caFile: string | undefined;
+  readonly observabilityListen: string;
+  readonly file: AgentFileConfig;
+}
+
+export function loadAgentConfig(settings: Record<string, string | undefined>): AgentConfig {
+  const kasUrl = settings.AGENTK_KAS_URL;
+  const tokenFile = settings.AGENTK_TOKEN_FILE;
+  if (!kasUrl) throw new AgentConfigError('no kas URL: pass --kas-url ws://kas:8150 (or set AGENTK_KAS_URL)');
+  if (!/^wss?:\/\//.test(kasUrl)) throw new AgentConfigError(`--kas-url ${kasUrl} must start with ws:// or wss://`);
+  if (!tokenFile) throw new AgentConfigError('no token: pass --token-file /path/token (or set AGENTK_TOKEN_FILE)');
+  let token: string;
+  try {
+    token = readFileSync(tokenFile, 'utf8').trim();
+  } catch (error) {
+    throw new AgentConfigError(`cannot read the token file ${tokenFile}: ${(error as Error).message}`);
+  }
+  let file: AgentFileConfig = {};
+  const configFile = settings.AGENTK_CONFIG;
+  if (configFile) {
+    let raw: unknown;
+    try {
+      raw = parseYaml(readFileSync(configFile, 'utf8')) ?? {};
+    } catch (error) {
+      throw new AgentConfigError(`cannot read the config file ${configFile}: ${(error as Error).message}`);
+    }
+    const parsed = FileSchema.safeParse(raw);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ');
+      throw new AgentConfigError(`${configFile} is not a valid agentk config: ${issues}`);
+    }
+    file = parsed.data;
+  }
+  return Object.freeze({
+    kasUrl,
+    token,
+    replica: settings.POD_NAME || hostname(),
+    caFile: settings.AGENTK_CA_FILE || undefined,
+    observabilityListen: settings.AGENTK_OBSERVABILITY_LISTEN ?? '127.0.0.1:8181',
+    file,
+  });
+}

@@ -1,0 +1,153 @@
+// agentk's connection to kas: dials out over WebSocket, authenticates with its token, serves
+// many requests at once, and reconnects with exponential backoff and jitter, logging each
+// state change so an operator can tell "refused" from "unreachable".
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { io, type Socket } from 'socket.io-client';
+import {
+  type AgentMessage,
+  KasMessageSchema,
+  PROTOCOL_VERSION,
+  TUNNEL_EVENT,
+  type Upstream,
+} from '../protocol/messages.ts';
+import { InflightRequest, type RequestOutcome, type UpstreamExecutor } from './tunnel/serveRequest.ts';
+
+export const BACKOFF_BASE_MS = 500;
+export const BACKOFF_MAX_MS = 30_000;
+
+/** Full jitter around an exponentially growing delay, so replicas of a fleet do not reconnect in step. */
+export function backoffDelay(attempt: number, random = Math.random): number {
+  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
+  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+}
+
+export interface ConnectionOptions {
+  kasUrl: string;
+  token: string;
+  replica: string;
+  version: string;
+  caFile: string | undefined;
+  executors: Partial<Record<Upstream, UpstreamExecutor>>;
+  log: Logger;
+  onRequestDone?: (upstream: Upstream, outcome: RequestOutcome, seconds: number) => void;
+  onStateChange?: (connected: boolean) => void;
+}
+
+export class KasConnection {
+  #o: ConnectionOptions;
+  #socket: Socket;
+  #inflight = new Map<number, InflightRequest>();
+  #attempt = 0;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #draining = false;
+  reconnects = 0;
+
+  constructor(options: ConnectionOptions) {
+    this.#o = options;
+    const capabilities = Object.keys(options.executors) as Upstream[];
+    this.#socket = io(options.kasUrl, {
+      transports: ['websocket'],
+      reconnection: false, // our own backoff, so every attempt is logged and jittered
+      autoConnect: false,
+      auth: { token: options.token, replica: options.replica, version: options.version, capabilities, protocol: PROTOCOL_VERSION },
+      ca: options.caFile ? readFileSync(options.caFile, 'utf8') : undefined,
+      timeout: 10_000,
+    });
+    this.#socket.on('connect', () => {
+      this.#attempt = 0;
+      this.#draining = false;
+      options.log.info({ kas: options.kasUrl, capabilities }, 'connected to kas');
+      options.onStateChange?.(true);
+    });
+    this.#socket.on('connect_error', (error) => {
+      const refused = error.message === 'unauthorized';
+      options.log.warn(
+        { kas: options.kasUrl, err: error.message },
+        refused ? 'kas refused the agent token (unauthorized); check the token file' : 'could not connect to kas',
+      );
+      this.#scheduleReconnect();
+    });
+    this.#socket.on('disconnect', (reason) => {
+      options.log.warn({ reason }, 'disconnected from kas');
+      options.onStateChange?.(false);
+      for (const request of this.#inflight.values()) request.cancel('connection to kas lost');
+      this.#inflight.clear();
+      this.#scheduleReconnect();
+    });
+    this.#socket.on(TUNNEL_EVENT, (raw: unknown) => this.#onMessage(raw));
+  }
+
+  get connected(): boolean {
+    return this.#socket.connected;
+  }
+
+  start(): void {
+    this.#o.log.info({ kas: this.#o.kasUrl, replica: this.#o.replica }, 'connecting to kas');
+    this.#socket.connect();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#retryTimer);
+    this.#socket.disconnect();
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#stopped || this.#retryTimer) return;
+    const delay = backoffDelay(this.#attempt++);
+    this.#o.log.info({ delay_ms: delay }, `reconnecting in ${(delay / 1000).toFixed(1)} s`);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.reconnects++;
+      this.#socket.connect();
+    }, delay);
+  }
+
+  #send(message: AgentMessage): void {
+    if (this.#socket.connected) this.#socket.emit(TUNNEL_EVENT, message);
+  }
+
+  #onMessage(raw: unknown): void {
+    const parsed = KasMessageSchema.safeParse(raw);
+    if (!parsed.success) {
+      this.#o.log.warn({ issues: parsed.error.issues.slice(0, 3) }, 'ignored a malformed message from kas');
+      return;
+    }
+    const message = parsed.data;
+    switch (message.type) {
+      case 'request':
+        return this.#serve(new InflightRequest(message));
+      case 'credit':
+        return this.#inflight.get(message.id)?.addCredit(message.bytes);
+      case 'cancel':
+        return this.#inflight.get(message.id)?.cancel(message.reason);
+      case 'drain':
+        this.#o.log.info({ in_flight: this.#inflight.size }, 'kas node is draining; will reconnect once in-flight requests finish');
+        this.#draining = true;
+        return this.#reconnectIfDrained();
+    }
+  }
+
+  #reconnectIfDrained(): void {
+    if (!this.#draining || this.#inflight.size > 0) return;
+    this.#draining = false;
+    this.#socket.disconnect();
+    this.#scheduleReconnect();
+  }
+
+  #serve(request: InflightRequest): void {
+    const { id, upstream } = request.request;
+    if (this.#inflight.has(id)) return; // kas never reuses an id on one connection
+    this.#inflight.set(id, request);
+    const started = performance.now();
+    void request
+      .run(this.#o.executors[upstream], (message) => this.#send(message))
+      .then((outcome) => {
+        this.#inflight.delete(id);
+        this.#o.onRequestDone?.(upstream, outcome, (performance.now() - started) / 1000);
+        this.#reconnectIfDrained();
+      });
+  }
+}

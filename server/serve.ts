@@ -1,0 +1,150 @@
+// `kas serve`: wires one node together from its parts and runs it until SIGTERM.
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { createShardedAdapter } from '@socket.io/redis-adapter';
+import type { Logger } from 'pino';
+import type { Server as IoServer } from 'socket.io';
+import { createMetrics } from '../otel/metrics.ts';
+import { AgentTokenStore } from './auth/agentTokens.ts';
+import { loadSecret } from './auth/secrets.ts';
+import type { KasConfig, TlsFiles } from './config.ts';
+import { createApiApp } from './http/apiApp.ts';
+import { close, listen } from './http/listen.ts';
+import { createPrivateApp } from './http/privateApp.ts';
+import type { CapabilityChecks } from './modules/capability.ts';
+import { checkPrometheusRequest } from './modules/prometheus/server.ts';
+import { createKasMetrics } from './observability/metrics.ts';
+import { ClusterMembership } from './routing/membership.ts';
+import { connectRedis } from './routing/redis.ts';
+import { AgentRegistry } from './routing/registry.ts';
+import { AgentRouter } from './routing/router.ts';
+import { agentRoom, createAgentServer } from './tunnel/agentServer.ts';
+
+const CAPABILITIES: CapabilityChecks = { prometheus: checkPrometheusRequest };
+
+export interface RunningKas {
+  /** Drains (readiness off, agents asked to move, in-flight requests finish) and stops. */
+  shutdown(): Promise<void>;
+}
+
+function tlsOptions(files: TlsFiles): https.ServerOptions {
+  return { cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) };
+}
+
+function createServer(tls: TlsFiles | undefined, handler?: http.RequestListener): http.Server | https.Server {
+  return tls ? https.createServer(tlsOptions(tls), handler) : http.createServer(handler);
+}
+
+export async function serve(config: KasConfig, log: Logger): Promise<RunningKas> {
+  const clustered = config.redisUrl !== undefined;
+  const apiSecret = await loadSecret(config.apiSecretFile, 'KAS_API_SECRET_FILE', !clustered);
+  const privateSecret = await loadSecret(config.privateSecretFile, 'KAS_PRIVATE_SECRET_FILE', !clustered);
+  const tokens = await AgentTokenStore.open(config.agentTokensFile);
+  tokens.on('error', (error) => log.error({ err: error.message }, 'could not re-read the agent token store'));
+
+  let draining = false;
+  let redis: Awaited<ReturnType<typeof connectRedis>> | undefined;
+  const isReady = () => !draining && (!clustered || (redis !== undefined && redis.pub.isReady && redis.sub.isReady));
+
+  const metricsStack = createMetrics('kas');
+  const metrics = createKasMetrics(metricsStack.meter, isReady);
+  const registry = new AgentRegistry(config.nodeName);
+  const inFlight = { count: 0 };
+
+  // Observability first, so a node waiting for Redis already answers /readiness with "not yet".
+  const observability = http.createServer((req, res) => {
+    const path = req.url?.split('?')[0];
+    if (path === '/metrics') return metricsStack.serve(req, res);
+    if (path === '/liveness') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    if (path === '/readiness') {
+      const ready = isReady();
+      return void res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+    }
+    res.writeHead(404).end();
+  });
+  await listen(observability, config.observabilityListen);
+
+  if (config.redisUrl) redis = await connectRedis(config.redisUrl, log);
+
+  const router = new AgentRouter({ registry, tokens, privateSecret, routingTimeoutMs: config.routingTimeoutMs, log, metrics });
+  const apiServer = createServer(
+    config.apiTls,
+    createApiApp({
+      apiSecret,
+      tokens,
+      registry,
+      router,
+      checks: CAPABILITIES,
+      requestTimeoutMs: config.requestTimeoutMs,
+      metrics,
+      log,
+      inFlight,
+    }),
+  );
+  const privateServer = http.createServer(
+    createPrivateApp({ privateSecret, router, checks: CAPABILITIES, maxTimeoutMs: config.requestTimeoutMs, log, inFlight }),
+  );
+  const agentHttp = createServer(config.agentTls);
+
+  let membership: ClusterMembership | undefined;
+  const io: IoServer = createAgentServer({
+    httpServer: agentHttp,
+    tokens,
+    registry,
+    nodeUrl: config.privateUrl,
+    metrics,
+    log,
+    onReplicaUp: (info) => membership?.replicaUp(info),
+    onReplicaDown: (info) => membership?.replicaDown(info),
+  });
+  if (redis) {
+    io.adapter(createShardedAdapter(redis.pub, redis.sub));
+    membership = new ClusterMembership({ redis: redis.pub, io, registry, nodeUrl: config.privateUrl, log });
+    membership.start();
+  }
+
+  tokens.on('revoked', (ids) => {
+    for (const id of ids) {
+      log.info({ agent_id: id }, 'agent token revoked; disconnecting its replicas');
+      io.in(agentRoom(id)).disconnectSockets(true);
+    }
+  });
+
+  await listen(privateServer, config.privateListen);
+  await listen(apiServer, config.apiListen);
+  await listen(agentHttp, config.agentListen);
+  log.info(
+    {
+      node: config.nodeName,
+      api: `${config.apiTls ? 'https' : 'http'}://${config.apiListen.host}:${config.apiListen.port}`,
+      agents: `${config.agentTls ? 'wss' : 'ws'}://${config.agentListen.host}:${config.agentListen.port}`,
+      private: config.privateUrl,
+      observability: `http://${config.observabilityListen.host}:${config.observabilityListen.port}`,
+      mode: clustered ? 'cluster (Redis)' : 'single node',
+    },
+    'kas is serving',
+  );
+
+  return {
+    async shutdown() {
+      draining = true;
+      log.info({ in_flight: inFlight.count, drain_timeout_ms: config.drainTimeoutMs }, 'draining');
+      for (const connection of registry.localConnections()) connection.drain();
+      const deadline = Date.now() + config.drainTimeoutMs;
+      while (inFlight.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      if (inFlight.count > 0) log.warn({ in_flight: inFlight.count }, 'drain timeout passed; cutting remaining requests');
+      await membership?.stop();
+      io.disconnectSockets(true);
+      apiServer.closeAllConnections();
+      privateServer.closeAllConnections();
+      await Promise.all([close(apiServer), close(privateServer), io.close().catch(() => undefined)]);
+      tokens.close();
+      await Promise.all([redis?.pub.close(), redis?.sub.close()].map((p) => p?.catch(() => undefined)));
+      observability.closeAllConnections();
+      await close(observability);
+      await metricsStack.shutdown();
+      log.info('stopped');
+    },
+  };
+}
