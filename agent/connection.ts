@@ -41,7 +41,6 @@ export class KasConnection {
   #attempt = 0;
   #retryTimer: NodeJS.Timeout | undefined;
   #stopped = false;
-  #draining = false;
   reconnects = 0;
 
   constructor(options: ConnectionOptions) {
@@ -57,7 +56,6 @@ export class KasConnection {
     });
     this.#socket.on('connect', () => {
       this.#attempt = 0;
-      this.#draining = false;
       options.log.info({ kas: options.kasUrl, capabilities }, 'connected to kas');
       options.onStateChange?.(true);
     });
@@ -124,17 +122,11 @@ export class KasConnection {
       case 'cancel':
         return this.#inflight.get(message.id)?.cancel(message.reason);
       case 'drain':
-        this.#o.log.info({ in_flight: this.#inflight.size }, 'kas node is draining; will reconnect once in-flight requests finish');
-        this.#draining = true;
-        return this.#reconnectIfDrained();
+        // kas closes the connection once our requests there are done (closing it from this side
+        // could lose answers still in flight); we then reconnect, and land on another node.
+        this.#o.log.info({ in_flight: this.#inflight.size }, 'kas node is draining; it will close this connection when our requests finish');
+        return;
     }
-  }
-
-  #reconnectIfDrained(): void {
-    if (!this.#draining || this.#inflight.size > 0) return;
-    this.#draining = false;
-    this.#socket.disconnect();
-    this.#scheduleReconnect();
   }
 
   #serve(request: InflightRequest): void {
@@ -147,7 +139,6 @@ export class KasConnection {
       .then((outcome) => {
         this.#inflight.delete(id);
         this.#o.onRequestDone?.(upstream, outcome, (performance.now() - started) / 1000);
-        this.#reconnectIfDrained();
       });
   }
 }

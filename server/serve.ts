@@ -97,6 +97,7 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
     log,
     onReplicaUp: (info) => membership?.replicaUp(info),
     onReplicaDown: (info) => membership?.replicaDown(info),
+    isDraining: () => draining,
   });
   if (redis) {
     io.adapter(createShardedAdapter(redis.pub, redis.sub));
@@ -132,13 +133,22 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
       log.info({ in_flight: inFlight.count, drain_timeout_ms: config.drainTimeoutMs }, 'draining');
       for (const connection of registry.localConnections()) connection.drain();
       const deadline = Date.now() + config.drainTimeoutMs;
-      while (inFlight.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while (inFlight.count > 0 && Date.now() < deadline) {
+        // An agent whose requests here are done may move now rather than when the node stops.
+        for (const connection of registry.localConnections()) if (connection.inFlight === 0) connection.disconnect();
+        await new Promise((r) => setTimeout(r, 50));
+      }
       if (inFlight.count > 0) log.warn({ in_flight: inFlight.count }, 'drain timeout passed; cutting remaining requests');
       await membership?.stop();
       io.disconnectSockets(true);
+      // Let finished answers flush and idle keep-alive connections close; then cut what is left.
+      const closing = Promise.all([close(apiServer), close(privateServer)]);
+      apiServer.closeIdleConnections();
+      privateServer.closeIdleConnections();
+      await Promise.race([closing, new Promise((r) => setTimeout(r, 1000))]);
       apiServer.closeAllConnections();
       privateServer.closeAllConnections();
-      await Promise.all([close(apiServer), close(privateServer), io.close().catch(() => undefined)]);
+      await Promise.all([closing, io.close().catch(() => undefined)]);
       tokens.close();
       await Promise.all([redis?.pub.close(), redis?.sub.close()].map((p) => p?.catch(() => undefined)));
       observability.closeAllConnections();

@@ -47,12 +47,16 @@ export function forwardToNode(
 
   return new Promise((resolve, reject) => {
     let answered = false;
+    let abandoned = false;
     const outgoing = (secure ? https : http).request(url, {
       method: spec.method,
       headers,
       agent: secure ? agents.https : agents.http,
     });
-    const onCallerGone = () => outgoing.destroy();
+    const onCallerGone = () => {
+      abandoned = true;
+      outgoing.destroy();
+    };
     res.on('close', onCallerGone);
 
     outgoing.on('response', (incoming) => {
@@ -88,7 +92,8 @@ export function forwardToNode(
     outgoing.on('error', (error: NodeJS.ErrnoException) => {
       res.off('close', onCallerGone);
       if (answered) return;
-      if (res.destroyed || req.destroyed) return resolve({ kind: 'answered', status: 499 });
+      // The caller left (or kas answered it already, e.g. 504): not the other node's fault.
+      if (abandoned || res.headersSent || req.destroyed) return resolve({ kind: 'answered', status: 499 });
       reject(new ForwardConnectError(`could not reach kas node ${replica.node} at ${replica.nodeUrl}: ${error.code ?? error.message}`));
     });
     outgoing.end(spec.body);

@@ -22,6 +22,8 @@ export interface AgentServerOptions {
   log: Logger;
   onReplicaUp: (info: ReplicaInfo) => void;
   onReplicaDown: (info: ReplicaInfo) => void;
+  /** While draining, new replicas are turned away so they connect to another node. */
+  isDraining: () => boolean;
 }
 
 interface SocketData {
@@ -40,6 +42,7 @@ export function createAgentServer(o: AgentServerOptions): Server {
   });
 
   io.use((socket, next) => {
+    if (o.isDraining()) return next(new Error('draining'));
     const handshake = HandshakeSchema.safeParse(socket.handshake.auth);
     const agentId = handshake.success ? o.tokens.agentIdForToken(handshake.data.token) : undefined;
     if (!handshake.success || !agentId) {
