@@ -133,11 +133,10 @@ export function createApiApp(o: ApiAppOptions): express.Express {
     }
   });
 
-  const webDist = fileURLToPath(new URL('../../web/dist/', import.meta.url));
-  if (existsSync(webDist)) app.use(express.static(webDist));
-  app.get('/', (_req, res) => {
-    res.type('text/plain').send('kas is running. The API is under /api/v1/agents (send Authorization: Bearer <token>).\n');
-  });
+  // The dashboard: built files when present (web/dist), else the plain page in web/.
+  const webRoot = fileURLToPath(new URL('../../web/', import.meta.url));
+  const webDist = `${webRoot}dist/`;
+  app.use(express.static(existsSync(webDist) ? webDist : webRoot, { index: 'index.html' }));
 
   app.use((req, _res, next) => next(new KasError('not_found', `no route for ${req.method} ${req.path}`)));
   app.use(errorMiddleware(o.log));
