@@ -4,8 +4,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type FSWatcher, watch } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { AGENT_ID_PATTERN } from '../../protocol/messages.ts';
 
@@ -48,6 +49,43 @@ async function writeStore(file: string, store: StoreFile): Promise<void> {
   await rename(temp, file);
 }
 
+/** A lock older than this was left behind by a command that was killed while holding it. */
+const STALE_LOCK_MS = 30_000;
+const LOCK_WAIT_MS = 10_000;
+
+/**
+ * Runs a read-modify-write of the store while holding `<file>.lock`, so `kas agent register`
+ * commands run at the same time (a provisioning script, two operators) do not lose each
+ * other's agents: the rename in writeStore is atomic, but the read before it is not.
+ */
+async function withStoreLock<T>(file: string, update: () => Promise<T>): Promise<T> {
+  const lock = `${file}.lock`;
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      await (await open(lock, 'wx', 0o600)).close();
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+    if (age > STALE_LOCK_MS) {
+      await unlink(lock).catch(() => undefined);
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new AgentTokenError(`${lock} is held by another kas command; if none is running, remove the file`);
+    }
+    await sleep(10 + Math.random() * 40);
+  }
+  try {
+    return await update();
+  } finally {
+    await unlink(lock).catch(() => undefined);
+  }
+}
+
 export function validateAgentId(id: string): void {
   if (!AGENT_ID_PATTERN.test(id)) {
     throw new AgentTokenError(`agent id "${id}" is invalid: use 1-63 characters of A-Za-z0-9._-`);
@@ -57,22 +95,26 @@ export function validateAgentId(id: string): void {
 /** Registers an agent and returns its token: the only time the token exists outside the agent. */
 export async function registerAgent(file: string, id: string): Promise<string> {
   validateAgentId(id);
-  const store = await readStore(file);
-  if (store.agents[id]) {
-    throw new AgentTokenError(`agent ${id} is already registered; revoke it first to issue a new token`);
-  }
-  const token = AGENT_TOKEN_PREFIX + randomBytes(32).toString('base64url');
-  store.agents[id] = { tokenSha256: sha256(token).toString('hex'), registeredAt: new Date().toISOString() };
-  await writeStore(file, store);
-  return token;
+  return withStoreLock(file, async () => {
+    const store = await readStore(file);
+    if (store.agents[id]) {
+      throw new AgentTokenError(`agent ${id} is already registered; revoke it first to issue a new token`);
+    }
+    const token = AGENT_TOKEN_PREFIX + randomBytes(32).toString('base64url');
+    store.agents[id] = { tokenSha256: sha256(token).toString('hex'), registeredAt: new Date().toISOString() };
+    await writeStore(file, store);
+    return token;
+  });
 }
 
 export async function revokeAgent(file: string, id: string): Promise<void> {
   validateAgentId(id);
-  const store = await readStore(file);
-  if (!store.agents[id]) throw new AgentTokenError(`agent ${id} is not registered in ${file}`);
-  delete store.agents[id];
-  await writeStore(file, store);
+  await withStoreLock(file, async () => {
+    const store = await readStore(file);
+    if (!store.agents[id]) throw new AgentTokenError(`agent ${id} is not registered in ${file}`);
+    delete store.agents[id];
+    await writeStore(file, store);
+  });
 }
 
 interface Entry {

@@ -2,6 +2,7 @@
 // answers into per-request streams. Many requests share one connection; each has its own credit
 // window, so a slow caller slows only its own stream.
 import { EventEmitter } from 'node:events';
+import { validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Socket } from 'socket.io';
 import type { Logger } from 'pino';
 import {
@@ -30,6 +31,36 @@ export class TunnelStreamError extends Error {
 
 export type OutgoingRequest = Omit<TunnelRequest, 'type' | 'id' | 'credit'>;
 
+/**
+ * Checks a response head before any of it reaches the caller's HTTP connection: a header HTTP
+ * cannot carry would throw inside Node, a 1xx is no final answer, and a Content-Length the body
+ * does not match would desynchronise the caller's keep-alive connection. Returns a violation, or
+ * the body length the head announces (undefined when it announces none or there is no body).
+ */
+function checkHead(
+  method: TunnelRequest['method'],
+  status: number,
+  headers: Record<string, string | string[]>,
+): string | { expectedBytes: number | undefined } {
+  if (status < 200) return `status ${status} is not a final answer`;
+  const lengths = new Set<string>();
+  for (const [name, value] of Object.entries(headers)) {
+    const values = Array.isArray(value) ? value : [value];
+    try {
+      validateHeaderName(name);
+      for (const v of values) validateHeaderValue(name, v);
+    } catch {
+      return `header ${JSON.stringify(name.slice(0, 64))} cannot be sent over HTTP`;
+    }
+    if (name.toLowerCase() === 'content-length') for (const v of values) for (const part of v.split(',')) lengths.add(part.trim());
+  }
+  if (lengths.size === 0) return { expectedBytes: undefined };
+  const [length] = lengths;
+  if (lengths.size > 1 || !/^\d{1,15}$/.test(length!)) return 'invalid Content-Length';
+  const bodyless = method === 'HEAD' || status === 204 || status === 304;
+  return { expectedBytes: bodyless ? undefined : Number(length) };
+}
+
 interface StreamEvents {
   head: [status: number, headers: Record<string, string | string[]>];
   data: [chunk: Uint8Array];
@@ -41,15 +72,18 @@ interface StreamEvents {
 export class TunnelStream extends EventEmitter<StreamEvents> {
   readonly id: number;
   #connection: AgentConnection;
+  #method: TunnelRequest['method'];
   #credit = INITIAL_CREDIT_BYTES;
   #headSeen = false;
+  #expectedBytes: number | undefined;
   #done = false;
   bytesReceived = 0;
 
-  constructor(connection: AgentConnection, id: number) {
+  constructor(connection: AgentConnection, id: number, method: TunnelRequest['method']) {
     super();
     this.#connection = connection;
     this.id = id;
+    this.#method = method;
   }
 
   get done(): boolean {
@@ -84,16 +118,23 @@ export class TunnelStream extends EventEmitter<StreamEvents> {
   /** Returns a protocol violation to report, or undefined when the message was fine. */
   receive(message: AgentMessage): string | undefined {
     switch (message.type) {
-      case 'head':
+      case 'head': {
         if (this.#headSeen) return 'second head';
+        const checked = checkHead(this.#method, message.status, message.headers);
+        if (typeof checked === 'string') return checked;
+        this.#expectedBytes = checked.expectedBytes;
         this.#headSeen = true;
         this.emit('head', message.status, message.headers);
         return undefined;
+      }
       case 'data': {
         if (!this.#headSeen) return 'data before head';
         const size = message.chunk.byteLength;
         if (size > CHUNK_MAX_BYTES) return `chunk of ${size} bytes exceeds ${CHUNK_MAX_BYTES}`;
         if (size > this.#credit) return `chunk of ${size} bytes exceeds credit ${this.#credit}`;
+        if (this.#expectedBytes !== undefined && this.bytesReceived + size > this.#expectedBytes) {
+          return `more bytes than the Content-Length of ${this.#expectedBytes}`;
+        }
         this.#credit -= size;
         this.bytesReceived += size;
         this.emit('data', message.chunk);
@@ -101,6 +142,9 @@ export class TunnelStream extends EventEmitter<StreamEvents> {
       }
       case 'end':
         if (!this.#headSeen) return 'end before head';
+        if (this.#expectedBytes !== undefined && this.bytesReceived !== this.#expectedBytes) {
+          return `end after ${this.bytesReceived} of the ${this.#expectedBytes} bytes of its Content-Length`;
+        }
         this.#finish();
         this.emit('end');
         return undefined;
@@ -138,7 +182,7 @@ export class AgentConnection {
   }
 
   open(request: OutgoingRequest): TunnelStream {
-    const stream = new TunnelStream(this, this.#nextId++);
+    const stream = new TunnelStream(this, this.#nextId++, request.method);
     if (!this.isOpen) {
       queueMicrotask(() => stream.fail(new TunnelStreamError('replica_gone', 'the agent replica disconnected')));
       return stream;
@@ -182,7 +226,13 @@ export class AgentConnection {
       return;
     }
     if (message.type === 'data') this.bytesIn += message.chunk.byteLength;
-    const violation = stream.receive(message);
+    let violation: string | undefined;
+    try {
+      violation = stream.receive(message);
+    } catch (error) {
+      // Whatever an agent sends must not take the node down: relaying it failed, so fail that request.
+      violation = `its ${message.type} could not be relayed (${(error as Error).message})`;
+    }
     if (violation) {
       this.#log.warn({ requestId: message.id, violation }, 'agent broke the tunnel protocol; failing that request');
       stream.fail(new TunnelStreamError('protocol_violation', `the agent broke the tunnel protocol: ${violation}`));

@@ -32,7 +32,7 @@ export function streamToResponse(
   stream: TunnelStream,
   res: Response,
   extraHeaders: Record<string, string>,
-  options: { flushEachChunk: boolean },
+  options: { flushEachChunk: boolean; endSignal?: AbortSignal | undefined },
 ): Promise<StreamOutcome> {
   return new Promise((resolve) => {
     let bytes = 0;
@@ -54,14 +54,24 @@ export function streamToResponse(
       if (!stream.done) stream.cancel('caller went away');
       finish();
     };
+    // The node is going away: end a started stream cleanly (a watch client then re-watches from
+    // its last resourceVersion elsewhere) rather than cutting it.
+    const onEndSignal = () => {
+      if (status === undefined) return; // checked again when the head arrives
+      stream.cancel('kas node is shutting down');
+      res.end();
+      finish();
+    };
     const finish = (failedBeforeHead?: TunnelStreamError) => {
       res.off('drain', onDrain);
       res.off('close', onCallerGone);
+      options.endSignal?.removeEventListener('abort', onEndSignal);
       resolve({ failedBeforeHead, status, bytes });
     };
 
     res.on('close', onCallerGone);
     res.on('drain', onDrain);
+    options.endSignal?.addEventListener('abort', onEndSignal);
 
     stream.on('head', (code, headers) => {
       if (res.headersSent || res.destroyed) {
@@ -77,8 +87,10 @@ export function streamToResponse(
       res.writeHead(code);
       // Watches must reach the caller at once, before the first event.
       if (options.flushEachChunk) res.flushHeaders();
+      if (options.endSignal?.aborted) onEndSignal();
     });
     stream.on('data', (chunk) => {
+      if (res.writableEnded) return;
       bytes += chunk.byteLength;
       owed += chunk.byteLength;
       if (res.write(chunk)) {
@@ -93,6 +105,13 @@ export function streamToResponse(
     });
     stream.on('error', (error) => {
       if (status === undefined) return finish(error);
+      // The caller already has every byte the Content-Length promised: the answer is complete,
+      // and cutting the connection would only break the caller's next request on it.
+      const declared = res.getHeader('content-length');
+      if (declared !== undefined && Number(declared) === bytes && !res.writableEnded) {
+        res.end();
+        return finish();
+      }
       // Mid-body: the only honest signal left is cutting the response short.
       res.destroy(error);
       finish();

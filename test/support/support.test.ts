@@ -96,9 +96,15 @@ describe('test support', { concurrency: true }, () => {
     assert.equal(res.headers['content-type'], 'application/octet-stream');
     res.pause(); // a reader that never reads: the upstream must stall, not buffer 64 MiB
     const record = await upstream.waitForRequest();
-    await sleep(300);
-    const stalledAt = record.bytesWritten;
-    await sleep(300);
+    // Socket buffers take a moment to fill on a busy machine: wait until the writer stops moving
+    // (two samples 300 ms apart agree), then check it stays stopped.
+    let stalledAt = -1;
+    for (let deadline = Date.now() + 10_000; Date.now() < deadline && record.bytesWritten !== stalledAt; ) {
+      stalledAt = record.bytesWritten;
+      await sleep(300);
+    }
+    assert.equal(record.bytesWritten, stalledAt, 'upstream never stopped writing to a paused reader');
+    await sleep(500);
     assert.equal(record.bytesWritten, stalledAt, 'upstream kept writing to a paused reader');
     assert.ok(stalledAt < 16 * 1024 * 1024, `upstream wrote ${stalledAt} bytes to a paused reader`);
 
