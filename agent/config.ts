@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { parseDuration } from '../protocol/durations.ts';
+import { KubernetesPolicySchema } from './modules/kubernetes/policy.ts';
 
 export class AgentConfigError extends Error {
   override name = 'AgentConfigError';
@@ -15,7 +17,7 @@ const FileSchema = z
       .object({ inCluster: z.boolean().optional(), kubeconfig: z.string().optional(), context: z.string().optional() })
       .strict()
       .optional(),
-    policy: z.record(z.string(), z.unknown()).optional(),
+    policy: z.object({ kubernetes: KubernetesPolicySchema.optional() }).strict().optional(),
   })
   .strict();
 export type AgentFileConfig = z.infer<typeof FileSchema>;
@@ -26,6 +28,8 @@ export interface AgentConfig {
   readonly replica: string;
   readonly caFile: string | undefined;
   readonly observabilityListen: string;
+  /** Silence after which a watch gets a keep-alive blank line (AGENTK_WATCH_KEEPALIVE). */
+  readonly watchKeepaliveMs: number;
   readonly file: AgentFileConfig;
 }
 
@@ -63,6 +67,14 @@ export function loadAgentConfig(settings: Record<string, string | undefined>): A
     replica: settings.POD_NAME || hostname(),
     caFile: settings.AGENTK_CA_FILE || undefined,
     observabilityListen: settings.AGENTK_OBSERVABILITY_LISTEN ?? '127.0.0.1:8181',
+    watchKeepaliveMs: durationSetting(settings, 'AGENTK_WATCH_KEEPALIVE', '30s'),
     file,
   });
+}
+
+function durationSetting(settings: Record<string, string | undefined>, name: string, fallback: string): number {
+  const raw = settings[name] ?? fallback;
+  const ms = parseDuration(raw);
+  if (ms === undefined || ms <= 0) throw new AgentConfigError(`${name}=${raw} is not a duration; write it like 500ms, 20s, 5m or 1h`);
+  return ms;
 }

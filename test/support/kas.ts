@@ -6,6 +6,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
 import { freePort } from './ports.ts';
 import { Proc, waitFor } from './procs.ts';
 import { startRedis, type RedisServer } from './redis.ts';
@@ -21,6 +22,8 @@ export interface KasNode {
   agentUrl: string;
   observabilityUrl: string;
   proc: Proc;
+  /** The environment it was started with, so restartNode brings it back the same. */
+  env: Record<string, string | undefined>;
 }
 
 export interface AgentReplica {
@@ -36,6 +39,8 @@ export interface ClusterOptions {
   /** Defaults to true when more than one node is asked for. */
   redis?: boolean;
   env?: Record<string, string>;
+  /** PEM of the CA that signed the API port's certificate (with KAS_API_TLS_* in env). */
+  caPem?: string;
 }
 
 export interface AgentOptions {
@@ -60,6 +65,13 @@ export function runKas(args: string[], env: Record<string, string>): Promise<{ c
   });
 }
 
+async function waitReady(node: KasNode): Promise<void> {
+  await node.proc.waitFor(
+    async () => (await fetch(`${node.observabilityUrl}/readiness`).catch(() => undefined))?.ok,
+    { timeoutMs: 20_000, what: `${node.name} to be ready` },
+  );
+}
+
 export class KasCluster {
   readonly dir: string;
   readonly nodes: KasNode[] = [];
@@ -67,17 +79,19 @@ export class KasCluster {
   redis: RedisServer | undefined;
   #env: Record<string, string>;
   #counter = 0;
+  #dispatcher: UndiciAgent | undefined;
 
-  private constructor(dir: string, env: Record<string, string>) {
+  private constructor(dir: string, env: Record<string, string>, caPem?: string) {
     this.dir = dir;
     this.#env = env;
+    if (caPem) this.#dispatcher = new UndiciAgent({ connect: { ca: caPem } });
   }
 
   static async start(options: ClusterOptions = {}): Promise<KasCluster> {
     const count = options.nodes ?? 1;
     const dir = await mkdtemp(join(tmpdir(), 'kas-test-'));
     const env: Record<string, string> = { KAS_DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'debug', ...options.env };
-    const cluster = new KasCluster(dir, env);
+    const cluster = new KasCluster(dir, env, options.caPem);
     try {
       if (options.redis ?? count > 1) {
         cluster.redis = await startRedis();
@@ -103,7 +117,7 @@ export class KasCluster {
   async addNode(extraEnv: Record<string, string> = {}): Promise<KasNode> {
     const [agent, api, priv, obs] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     const name = `kas-${this.#counter++}`;
-    const env = {
+    const env: Record<string, string | undefined> = {
       ...process.env,
       ...this.#env,
       KAS_NODE_NAME: name,
@@ -116,17 +130,25 @@ export class KasCluster {
     const proc = Proc.start(name, process.execPath, [KAS_BIN, 'serve'], { env });
     const node: KasNode = {
       name,
-      apiUrl: `http://127.0.0.1:${api}`,
+      apiUrl: `${env.KAS_API_TLS_CERT_FILE ? 'https' : 'http'}://127.0.0.1:${api}`,
       privateUrl: `http://127.0.0.1:${priv}`,
-      agentUrl: `ws://127.0.0.1:${agent}`,
+      agentUrl: `${env.KAS_AGENT_TLS_CERT_FILE ? 'wss' : 'ws'}://127.0.0.1:${agent}`,
       observabilityUrl: `http://127.0.0.1:${obs}`,
       proc,
+      env,
     };
-    await proc.waitFor(
-      async () => (await fetch(`${node.observabilityUrl}/readiness`).catch(() => undefined))?.ok,
-      { timeoutMs: 20_000, what: `${name} to be ready` },
-    );
+    await waitReady(node);
     this.nodes.push(node);
+    return node;
+  }
+
+  /** Stops node `index` with SIGTERM (it drains) and starts it again on the same ports. */
+  async restartNode(index: number, options: { downMs?: number } = {}): Promise<KasNode> {
+    const node = this.nodes[index]!;
+    await node.proc.stop();
+    if (options.downMs) await new Promise((r) => setTimeout(r, options.downMs));
+    node.proc = Proc.start(node.name, process.execPath, [KAS_BIN, 'serve'], { env: node.env });
+    await waitReady(node);
     return node;
   }
 
@@ -184,7 +206,11 @@ export class KasCluster {
   fetch(node: number, path: string, init: RequestInit & { token?: string } = {}): Promise<Response> {
     const headers = new Headers(init.headers);
     if (init.token) headers.set('authorization', `Bearer ${init.token}`);
-    return fetch(`${this.nodes[node]!.apiUrl}${path}`, { ...init, headers });
+    const url = `${this.nodes[node]!.apiUrl}${path}`;
+    if (!this.#dispatcher) return fetch(url, { ...init, headers });
+    // The API port speaks TLS with a test CA: undici's own fetch takes it through a dispatcher.
+    const undiciInit = { ...init, headers: Object.fromEntries(headers), dispatcher: this.#dispatcher };
+    return undiciFetch(url, undiciInit as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>;
   }
 
   describe(): string {
@@ -195,6 +221,7 @@ export class KasCluster {
     await Promise.all(this.agents.map((a) => a.proc.stop()));
     await Promise.all(this.nodes.map((n) => n.proc.stop()));
     await this.redis?.stop();
+    await this.#dispatcher?.close();
     await rm(this.dir, { recursive: true, force: true });
   }
 }

@@ -1,0 +1,150 @@
+// The agent half of the Kubernetes capability: checks the cluster owner's policy, then sends
+// the (already kas-checked) read to the API server with agentk's own credentials, from
+// @kubernetes/client-node's KubeConfig (in-cluster service account, or a kubeconfig context),
+// and streams the answer back untouched. Watches and followed logs stream as they arrive.
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import { homedir } from 'node:os';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { TunnelRequest } from '../../../protocol/messages.ts';
+import { type UpstreamExecutor, UpstreamError, type UpstreamResponse } from '../../tunnel/serveRequest.ts';
+import { type KubernetesPolicy, policyRefusal } from './policy.ts';
+
+export interface KubernetesSettings {
+  inCluster?: boolean | undefined;
+  kubeconfig?: string | undefined;
+  context?: string | undefined;
+}
+
+/** How long a watch may stay silent before agentk sends a blank line to keep every hop open. */
+export const WATCH_KEEPALIVE_MS = 30_000;
+
+/** Loads cluster access; the client library is loaded only by agents that use it (it is large). */
+export async function loadKubeConfig(settings: KubernetesSettings, env: Record<string, string | undefined>): Promise<KubeConfig> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kc = new KubeConfig();
+  const inCluster = settings.inCluster ?? (settings.kubeconfig === undefined && env.KUBERNETES_SERVICE_HOST !== undefined);
+  if (inCluster) {
+    if (!env.KUBERNETES_SERVICE_HOST) {
+      throw new Error('kubernetes.inCluster is true but KUBERNETES_SERVICE_HOST is not set: is agentk running in a pod?');
+    }
+    kc.loadFromCluster();
+  } else if (settings.kubeconfig) {
+    kc.loadFromFile(settings.kubeconfig.replace(/^~(?=\/)/, homedir()));
+  } else {
+    kc.loadFromDefault();
+  }
+  if (settings.context) kc.setCurrentContext(settings.context);
+  if (!kc.getCurrentCluster()) {
+    throw new Error(`no cluster in the kubeconfig${settings.context ? ` for context ${settings.context}` : ''}; set kubernetes.kubeconfig and kubernetes.context`);
+  }
+  return kc;
+}
+
+/** One keep-alive agent per set of TLS credentials; a rotated client certificate gets a new one. */
+class AgentCache {
+  #key = '';
+  #agent: https.Agent | undefined;
+  get(options: https.RequestOptions): https.Agent {
+    const key = createHash('sha256')
+      .update(String(options.ca ?? ''))
+      .update('\0')
+      .update(String(options.cert ?? ''))
+      .update('\0')
+      .update(String(options.key ?? ''))
+      .update('\0')
+      .update(String(options.rejectUnauthorized ?? ''))
+      .update(String(options.servername ?? ''))
+      .digest('hex');
+    if (key !== this.#key || !this.#agent) {
+      this.#agent?.destroy();
+      this.#agent = new https.Agent({
+        keepAlive: true,
+        maxSockets: 256,
+        ca: options.ca,
+        cert: options.cert,
+        key: options.key,
+        rejectUnauthorized: options.rejectUnauthorized,
+        servername: options.servername,
+      });
+      this.#key = key;
+    }
+    return this.#agent;
+  }
+}
+
+const plainAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+
+export function kubernetesUpstream(
+  kc: KubeConfig,
+  policy: KubernetesPolicy,
+  options: { keepaliveMs?: number } = {},
+): UpstreamExecutor {
+  const cache = new AgentCache();
+  const keepaliveMs = options.keepaliveMs ?? WATCH_KEEPALIVE_MS;
+  return async (request: TunnelRequest, signal: AbortSignal): Promise<UpstreamResponse> => {
+    const refusal = policyRefusal(policy, request.method, request.path);
+    if (refusal) throw new UpstreamError('policy_denied', refusal);
+
+    const cluster = kc.getCurrentCluster()!;
+    const base = new URL(cluster.server);
+    const url = new URL(base);
+    url.pathname = base.pathname.replace(/\/+$/, '') + request.path;
+    url.search = request.query;
+    // Credentials are read per request, so rotated token files and certificates take effect.
+    const auth: https.RequestOptions = {};
+    await kc.applyToHTTPSOptions(auth);
+    const headers: http.OutgoingHttpHeaders = { ...request.headers, ...(auth.headers as http.OutgoingHttpHeaders | undefined) };
+    const secure = url.protocol === 'https:';
+
+    const incoming = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const outgoing = (secure ? https : http).request(url, {
+        method: request.method,
+        headers,
+        auth: auth.auth,
+        agent: secure ? cache.get(auth) : plainAgent,
+        signal,
+      });
+      outgoing.on('response', resolve);
+      outgoing.on('error', reject);
+      outgoing.end();
+    });
+    const responseHeaders: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(incoming.headers)) if (value !== undefined) responseHeaders[name] = value;
+    const isWatch = /(^|&)watch=(1|true)(&|$)/.test(request.query) || request.path.includes('/watch/');
+    const json = /^application\/json\b/.test(String(incoming.headers['content-type'] ?? ''));
+    const body = isWatch && json && incoming.statusCode === 200 ? withIdleKeepalive(incoming, keepaliveMs) : incoming;
+    return { status: incoming.statusCode ?? 502, headers: responseHeaders, body };
+  };
+}
+
+/**
+ * Passes a JSON watch stream through and, when it has been silent for `ms` at an event
+ * boundary, adds a blank line: JSON stream decoders (kubectl's, client-node's) skip it, and it
+ * keeps load balancers and proxies on the way from closing an idle watch.
+ */
+export async function* withIdleKeepalive(body: AsyncIterable<Uint8Array>, ms: number): AsyncGenerator<Uint8Array> {
+  const iterator = body[Symbol.asyncIterator]();
+  let atBoundary = true;
+  let pending: Promise<IteratorResult<Uint8Array>> | undefined;
+  const blank = new Uint8Array([0x0a]);
+  try {
+    for (;;) {
+      pending ??= iterator.next();
+      let timer: NodeJS.Timeout | undefined;
+      const idle = new Promise<'idle'>((resolve) => (timer = setTimeout(() => resolve('idle'), ms)));
+      const next = await Promise.race([pending, idle]).finally(() => clearTimeout(timer));
+      if (next === 'idle') {
+        if (atBoundary) yield blank;
+        continue;
+      }
+      pending = undefined;
+      if (next.done) return;
+      if (next.value.byteLength > 0) atBoundary = next.value[next.value.byteLength - 1] === 0x0a;
+      yield next.value;
+    }
+  } finally {
+    await iterator.return?.();
+  }
+}

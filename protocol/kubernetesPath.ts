@@ -1,0 +1,98 @@
+// What a Kubernetes API path means: discovery, or a resource (group, version, namespace,
+// resource, name, subresource). kas (its allow-list) and agentk (the cluster owner's policy)
+// both judge requests by this one reading, so they cannot disagree about what a path asks for.
+//
+// Input is the normalised, decoded segment list (server/http/paths.ts normalisePath), e.g.
+// `api/v1/namespaces/x/pods/y/log` → ['api','v1','namespaces','x','pods','y','log'].
+
+export type KubernetesTarget =
+  | { kind: 'discovery'; path: string }
+  | {
+      kind: 'resource';
+      /** '' for the core group. */
+      group: string;
+      version: string;
+      namespace: string | undefined;
+      resource: string;
+      name: string | undefined;
+      subresource: string | undefined;
+      /** The deprecated `/watch/` path prefix was used. */
+      watchPrefix: boolean;
+    }
+  | { kind: 'other'; path: string };
+
+/** Subresources that are not reads, whatever the verb: they open a shell, a tunnel or a proxy. */
+export const FORBIDDEN_SUBRESOURCES = new Set(['exec', 'attach', 'portforward', 'proxy']);
+
+export function readKubernetesPath(segments: readonly string[]): KubernetesTarget {
+  const path = `/${segments.join('/')}`;
+  const [root, ...rest] = segments;
+  if (root === 'version' && rest.length === 0) return { kind: 'discovery', path };
+  if (root === 'openapi') return { kind: 'discovery', path };
+  let group: string;
+  let version: string | undefined;
+  let tail: string[];
+  if (root === 'api') {
+    if (rest.length === 0) return { kind: 'discovery', path };
+    group = '';
+    version = rest[0];
+    tail = rest.slice(1);
+  } else if (root === 'apis') {
+    if (rest.length <= 2) return { kind: 'discovery', path };
+    group = rest[0]!;
+    version = rest[1];
+    tail = rest.slice(2);
+  } else {
+    return { kind: 'other', path };
+  }
+  if (!version) return { kind: 'other', path };
+  if (tail.length === 0) return { kind: 'discovery', path };
+  let watchPrefix = false;
+  if (tail[0] === 'watch') {
+    watchPrefix = true;
+    tail = tail.slice(1);
+    if (tail.length === 0) return { kind: 'other', path };
+  }
+  let namespace: string | undefined;
+  // `namespaces/{ns}/{resource}…` is a namespaced resource; `namespaces` and `namespaces/{ns}`
+  // (and its own subresources such as `namespaces/{ns}/status`, read as such) are the resource
+  // called namespaces.
+  if (tail[0] === 'namespaces' && tail.length >= 3 && !isNamespaceSubresource(tail[2]!, tail.length)) {
+    namespace = tail[1];
+    tail = tail.slice(2);
+  }
+  const [resource, name, ...sub] = tail;
+  return {
+    kind: 'resource',
+    group,
+    version,
+    namespace,
+    resource: resource!,
+    name,
+    subresource: sub.length > 0 ? sub.join('/') : undefined,
+    watchPrefix,
+  };
+}
+
+/** `namespaces/{ns}/status` and `/finalize` are subresources of a namespace, not resources in it. */
+function isNamespaceSubresource(third: string, length: number): boolean {
+  return length === 3 && (third === 'status' || third === 'finalize');
+}
+
+/** Whether the request is a long-lived stream: a watch or a followed log. */
+export function isKubernetesStream(target: KubernetesTarget, query: URLSearchParams): boolean {
+  if (target.kind !== 'resource') return false;
+  if (target.watchPrefix) return true;
+  const watch = query.get('watch');
+  if (watch !== null && watch !== 'false' && watch !== '0') return true;
+  if (target.subresource === 'log') {
+    const follow = query.get('follow');
+    return follow !== null && follow !== 'false' && follow !== '0';
+  }
+  return false;
+}
+
+/** `pods`, or `deployments.apps` for a non-core group: how policies name resources. */
+export function qualifiedResource(target: Extract<KubernetesTarget, { kind: 'resource' }>): string {
+  return target.group ? `${target.resource}.${target.group}` : target.resource;
+}

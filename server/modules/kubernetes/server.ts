@@ -1,0 +1,44 @@
+// The server half of the Kubernetes capability: kas lets only reads through (discovery, get,
+// list, watch, logs), whatever the agent's own policy says. Defence in depth: agentk enforces
+// the cluster owner's policy too, and a request refused here never reaches any agent.
+import { FORBIDDEN_SUBRESOURCES, isKubernetesStream, readKubernetesPath } from '../../../protocol/kubernetesPath.ts';
+import { KasError } from '../../http/errors.ts';
+import { encodePath, normalisePath } from '../../http/paths.ts';
+import type { CapabilityRequest, CheckedRequest } from '../capability.ts';
+import { pickHeaders } from '../prometheus/server.ts';
+
+/**
+ * Request headers the API server may see. Never the caller's Authorization (kas's token is not
+ * the cluster's), cookies, or `Impersonate-*` (which would let a caller act as someone else).
+ */
+const FORWARDED_HEADERS = ['accept', 'accept-encoding', 'user-agent', 'content-type'];
+
+export function checkKubernetesRequest(request: CapabilityRequest): CheckedRequest {
+  const method = request.method;
+  if (method !== 'GET' && method !== 'HEAD') {
+    throw new KasError('forbidden', `${method} is not allowed on the Kubernetes API through kas: it is read only (get, list, watch, logs)`);
+  }
+  if (request.headers.upgrade) {
+    throw new KasError('forbidden', 'connection upgrades (exec, attach, port-forward) are not allowed on the Kubernetes API through kas');
+  }
+  const segments = normalisePath(request.rawPath);
+  const target = readKubernetesPath(segments);
+  if (target.kind === 'other') {
+    throw new KasError('forbidden', `Kubernetes path ${target.path} is not allowed through kas; only discovery and resource reads are`);
+  }
+  if (target.kind === 'resource' && FORBIDDEN_SUBRESOURCES.has(target.resource)) {
+    throw new KasError('forbidden', `the Kubernetes ${target.resource} API is not allowed through kas: it is not a read`);
+  }
+  if (target.kind === 'resource' && target.subresource !== undefined) {
+    const first = target.subresource.split('/')[0]!;
+    if (FORBIDDEN_SUBRESOURCES.has(first) || target.subresource.includes('/')) {
+      throw new KasError('forbidden', `the ${target.resource}/${first} subresource is not allowed through kas: it is not a read`);
+    }
+  }
+  return {
+    method,
+    path: encodePath(segments),
+    headers: pickHeaders(request.headers, FORWARDED_HEADERS),
+    streaming: isKubernetesStream(target, new URLSearchParams(request.query)),
+  };
+}
