@@ -2,7 +2,9 @@
 // many requests at once, and reconnects with exponential backoff and jitter, logging each
 // state change so an operator can tell "refused" from "unreachable".
 import { readFileSync } from 'node:fs';
+import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import type { Logger } from 'pino';
+import { failSpan } from '../otel/tracing.ts';
 import { io, type Socket } from 'socket.io-client';
 import {
   type AgentMessage,
@@ -12,6 +14,8 @@ import {
   type Upstream,
 } from '../protocol/messages.ts';
 import { InflightRequest, type RequestOutcome, type UpstreamExecutor } from './tunnel/serveRequest.ts';
+
+const tracer = trace.getTracer('agentk');
 
 export const BACKOFF_BASE_MS = 500;
 export const BACKOFF_MAX_MS = 30_000;
@@ -129,16 +133,50 @@ export class KasConnection {
     }
   }
 
+  /**
+   * Runs one tunnelled request as a CONSUMER span, the child of kas's send span (its context
+   * comes in the request's traceparent/tracestate); the upstream HTTP call becomes its child.
+   * The span ends with the stream: bytes and chunks counted, the first byte as an event.
+   */
   #serve(request: InflightRequest): void {
-    const { id, upstream } = request.request;
+    const { id, upstream, method, path, traceparent, tracestate } = request.request;
     if (this.#inflight.has(id)) return; // kas never reuses an id on one connection
     this.#inflight.set(id, request);
     const started = performance.now();
-    void request
-      .run(this.#o.executors[upstream], (message) => this.#send(message))
+    const parent = propagation.extract(ROOT_CONTEXT, { traceparent, tracestate });
+    const span = tracer.startSpan(
+      `process ${upstream}`,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          'messaging.system': 'socket.io',
+          'messaging.operation.type': 'process',
+          'messaging.message.id': String(id),
+          'kas.agent.replica': this.#o.replica,
+          'kas.upstream': upstream,
+          'http.request.method': method,
+          'url.path': path,
+        },
+      },
+      parent,
+    );
+    const ctx = trace.setSpan(parent, span);
+    let chunks = 0;
+    const send = (message: AgentMessage) => {
+      if (message.type === 'data' && chunks++ === 0) span.addEvent('first byte');
+      else if (message.type === 'head') span.addEvent('head', { 'http.response.status_code': message.status });
+      this.#send(message);
+    };
+    void context
+      .with(ctx, () => request.run(this.#o.executors[upstream], send))
       .then((outcome) => {
         this.#inflight.delete(id);
-        this.#o.onRequestDone?.(upstream, outcome, (performance.now() - started) / 1000);
+        span.setAttributes({ 'kas.stream.bytes': outcome.bytes, 'kas.stream.chunks': chunks });
+        if (outcome.status !== undefined) span.setAttribute('http.response.status_code', outcome.status);
+        if (outcome.error === 'cancelled') span.addEvent('cancelled by kas');
+        else if (outcome.error) failSpan(span, outcome.error, outcome.message);
+        span.end();
+        context.with(ctx, () => this.#o.onRequestDone?.(upstream, outcome, (performance.now() - started) / 1000));
       });
   }
 }

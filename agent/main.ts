@@ -2,16 +2,19 @@
 import http from 'node:http';
 import { createLogger } from '../otel/logger.ts';
 import { createMetrics, SECONDS_BUCKETS } from '../otel/metrics.ts';
+import { startTracing } from '../otel/tracing.ts';
 import type { Upstream } from '../protocol/messages.ts';
 import { AgentConfigError, loadAgentConfig } from './config.ts';
 import { KasConnection } from './connection.ts';
+import { kubernetesUpstream, loadKubeConfig } from './modules/kubernetes/agent.ts';
+import { DEFAULT_KUBERNETES_POLICY } from './modules/kubernetes/policy.ts';
 import { prometheusUpstream } from './modules/prometheus/agent.ts';
 import type { UpstreamExecutor } from './tunnel/serveRequest.ts';
 
 const VERSION = '0.1.0';
 
 const USAGE = `usage: agentk --kas-url ws://kas:8150 --token-file /path/token [--config agent.yaml]
-  env: AGENTK_KAS_URL, AGENTK_TOKEN_FILE, AGENTK_CONFIG, AGENTK_CA_FILE, AGENTK_OBSERVABILITY_LISTEN, POD_NAME`;
+  env: AGENTK_KAS_URL, AGENTK_TOKEN_FILE, AGENTK_CONFIG, AGENTK_CA_FILE, AGENTK_OBSERVABILITY_LISTEN, AGENTK_WATCH_KEEPALIVE, POD_NAME`;
 
 function settingsFrom(argv: string[]): Record<string, string | undefined> {
   const settings: Record<string, string | undefined> = { ...process.env };
@@ -36,12 +39,27 @@ export async function main(argv: string[]): Promise<number> {
     return error.message ? 2 : 0;
   }
   const log = createLogger('agentk').child({ replica: config.replica });
+  const tracing = await startTracing({ serviceName: 'agentk', instanceId: config.replica, version: VERSION, log });
 
   const executors: Partial<Record<Upstream, UpstreamExecutor>> = {};
   if (config.file.prometheus) executors.prometheus = prometheusUpstream(config.file.prometheus.url);
   else log.info('no prometheus.url in the agent config: the prometheus capability is off');
+  if (config.file.kubernetes || process.env.KUBERNETES_SERVICE_HOST) {
+    let kc;
+    try {
+      kc = await loadKubeConfig(config.file.kubernetes ?? {}, process.env);
+    } catch (error) {
+      process.stderr.write(`agentk: cannot set up Kubernetes access: ${(error as Error).message}\n`);
+      return 2;
+    }
+    const policy = config.file.policy?.kubernetes ?? DEFAULT_KUBERNETES_POLICY;
+    executors.kubernetes = kubernetesUpstream(kc, policy, { keepaliveMs: config.watchKeepaliveMs });
+    log.info({ server: kc.getCurrentCluster()?.server, policy }, 'kubernetes capability on');
+  } else {
+    log.info('no kubernetes section in the agent config and not in a pod: the kubernetes capability is off');
+  }
 
-  const metrics = createMetrics('agentk');
+  const metrics = createMetrics('agentk', config.replica);
   const requests = metrics.meter.createCounter('agentk_requests', { description: 'Tunnelled requests, by upstream and status' });
   const upstreamDuration = metrics.meter.createHistogram('agentk_upstream_duration_seconds', {
     description: 'Time from request to the end of the upstream answer',
@@ -84,7 +102,7 @@ export async function main(argv: string[]): Promise<number> {
     log.info('stopping');
     connection.stop();
     observability.close();
-    void metrics.shutdown().then(() => process.exit(0));
+    void Promise.all([metrics.shutdown(), tracing.shutdown()]).then(() => process.exit(0));
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

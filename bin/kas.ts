@@ -1,5 +1,10 @@
 #!/usr/bin/env node
-import { main } from '../server/cli.ts';
+// OpenTelemetry first: its loader hook must be in place before express, http or redis load, so
+// everything else comes in by dynamic import. Only `kas serve` is traced; the one-shot commands
+// (`agent register`, `token issue`) start faster without it.
+const argv = process.argv.slice(2);
+if (argv[0] === 'serve') await import('../otel/register.ts');
 
-const code = await main(process.argv.slice(2));
+const { main } = await import('../server/cli.ts');
+const code = await main(argv);
 if (code >= 0) process.exitCode = code;

@@ -6,6 +6,7 @@ import { createShardedAdapter } from '@socket.io/redis-adapter';
 import type { Logger } from 'pino';
 import type { Server as IoServer } from 'socket.io';
 import { createMetrics } from '../otel/metrics.ts';
+import { startTracing } from '../otel/tracing.ts';
 import { AgentTokenStore } from './auth/agentTokens.ts';
 import { loadSecret } from './auth/secrets.ts';
 import type { KasConfig, TlsFiles } from './config.ts';
@@ -13,6 +14,7 @@ import { createApiApp } from './http/apiApp.ts';
 import { close, listen } from './http/listen.ts';
 import { createPrivateApp } from './http/privateApp.ts';
 import type { CapabilityChecks } from './modules/capability.ts';
+import { checkKubernetesRequest } from './modules/kubernetes/server.ts';
 import { checkPrometheusRequest } from './modules/prometheus/server.ts';
 import { createKasMetrics } from './observability/metrics.ts';
 import { ClusterMembership } from './routing/membership.ts';
@@ -21,7 +23,7 @@ import { AgentRegistry } from './routing/registry.ts';
 import { AgentRouter } from './routing/router.ts';
 import { agentRoom, createAgentServer } from './tunnel/agentServer.ts';
 
-const CAPABILITIES: CapabilityChecks = { prometheus: checkPrometheusRequest };
+const CAPABILITIES: CapabilityChecks = { prometheus: checkPrometheusRequest, kubernetes: checkKubernetesRequest };
 
 export interface RunningKas {
   /** Drains (readiness off, agents asked to move, in-flight requests finish) and stops. */
@@ -47,7 +49,8 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   let redis: Awaited<ReturnType<typeof connectRedis>> | undefined;
   const isReady = () => !draining && (!clustered || (redis !== undefined && redis.pub.isReady && redis.sub.isReady));
 
-  const metricsStack = createMetrics('kas');
+  const tracing = await startTracing({ serviceName: 'kas', instanceId: config.nodeName, log });
+  const metricsStack = createMetrics('kas', config.nodeName);
   const metrics = createKasMetrics(metricsStack.meter, isReady);
   const registry = new AgentRegistry(config.nodeName);
   const inFlight = { count: 0 };
@@ -67,7 +70,16 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
 
   if (config.redisUrl) redis = await connectRedis(config.redisUrl, log);
 
-  const router = new AgentRouter({ registry, tokens, privateSecret, routingTimeoutMs: config.routingTimeoutMs, log, metrics });
+  const drain = new AbortController();
+  const router = new AgentRouter({
+    registry,
+    tokens,
+    privateSecret,
+    routingTimeoutMs: config.routingTimeoutMs,
+    log,
+    metrics,
+    drainSignal: drain.signal,
+  });
   const apiServer = createServer(
     config.apiTls,
     createApiApp({
@@ -123,6 +135,7 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
       private: config.privateUrl,
       observability: `http://${config.observabilityListen.host}:${config.observabilityListen.port}`,
       mode: clustered ? 'cluster (Redis)' : 'single node',
+      traces: tracing.exporting,
     },
     'kas is serving',
   );
@@ -132,6 +145,9 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
       draining = true;
       log.info({ in_flight: inFlight.count, drain_timeout_ms: config.drainTimeoutMs }, 'draining');
       for (const connection of registry.localConnections()) connection.drain();
+      // Watches and follows never finish by themselves: end them cleanly now, so their
+      // clients resume (from their last resourceVersion) through another node.
+      drain.abort();
       const deadline = Date.now() + config.drainTimeoutMs;
       while (inFlight.count > 0 && Date.now() < deadline) {
         // An agent whose requests here are done may move now rather than when the node stops.
@@ -154,6 +170,7 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
       observability.closeAllConnections();
       await close(observability);
       await metricsStack.shutdown();
+      await tracing.shutdown();
       log.info('stopped');
     },
   };

@@ -31,6 +31,8 @@ export interface RequestOutcome {
   status: number | undefined;
   bytes: number;
   error: AgentErrorCode | 'cancelled' | undefined;
+  /** What went wrong, in words, when `error` is set. */
+  message?: string;
 }
 
 /** One request in flight; kas's `credit` and `cancel` messages reach it through this object. */
@@ -70,6 +72,7 @@ export class InflightRequest {
     const outcome: RequestOutcome = { status: undefined, bytes: 0, error: undefined };
     const fail = (code: AgentErrorCode, message: string) => {
       outcome.error = code;
+      outcome.message = message;
       send({ type: 'error', id, code, message });
       return outcome;
     };

@@ -1,6 +1,7 @@
 // The API port: Rails, the dashboard, kubectl and Prometheus clients.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { context, type Span, trace } from '@opentelemetry/api';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { type Caller, callerMayReach, UnauthenticatedError, verifyApiToken } from '../auth/tokens.ts';
@@ -11,7 +12,7 @@ import type { AgentRouter } from '../routing/router.ts';
 import type { KasMetrics } from '../observability/metrics.ts';
 import { buildSpec, checkAgentId, parseAgentUrl } from './agentRequests.ts';
 import { dialectOf, KasError, sendError } from './errors.ts';
-import { traceContextFrom, type TraceContext } from './traceContext.ts';
+import { fallbackTraceId } from './traceContext.ts';
 
 export interface ApiAppOptions {
   apiSecret: Uint8Array;
@@ -26,30 +27,45 @@ export interface ApiAppOptions {
 }
 
 interface Locals {
-  trace: TraceContext;
+  traceId: string;
+  /** The HTTP server span of this request, when tracing is on. */
+  span: Span | undefined;
   caller: Caller;
+  /** Set by the router: what the agent's answer was. */
+  served?: { bytes: number; node?: string; replica?: string };
 }
 
 function locals(res: Response): Locals {
   return res.locals as Locals;
 }
 
-/** Sets X-Trace-Id on every answer, errors included. */
+/**
+ * Sets X-Trace-Id on every answer, errors included: the trace of the HTTP server span (which
+ * continues an incoming traceparent). Without tracing (OTEL_SDK_DISABLED) an id is still made up.
+ */
 export function traceMiddleware(req: Request, res: Response, next: NextFunction): void {
-  const trace = traceContextFrom(req.headers.traceparent as string | undefined);
-  res.locals.trace = trace;
-  res.setHeader('X-Trace-Id', trace.traceId);
+  const span = trace.getActiveSpan();
+  const ctx = span?.spanContext();
+  const traceId = ctx && trace.isSpanContextValid(ctx) ? ctx.traceId : fallbackTraceId(req.headers.traceparent as string | undefined);
+  res.locals.traceId = traceId;
+  res.locals.span = span;
+  res.setHeader('X-Trace-Id', traceId);
   next();
 }
 
 export function errorMiddleware(log: Logger) {
   return (error: unknown, req: Request, res: Response, _next: NextFunction): void => {
     const dialect = dialectOf(req.originalUrl);
+    (res.locals.span as Span | undefined)?.setAttribute('kas.error.code', error instanceof KasError ? error.code : 'internal');
     if (error instanceof KasError) return sendError(res, dialect, error);
+    // Express could not decode a route parameter (`%zz`): the caller's mistake, not kas's.
+    if (error instanceof URIError) {
+      return sendError(res, dialect, new KasError('bad_request', 'the request path is not valid percent-encoding'));
+    }
     if ((error as { type?: string }).type === 'entity.parse.failed') {
       return sendError(res, dialect, new KasError('bad_request', 'the request body is not valid'));
     }
-    log.error({ err: error, trace_id: res.locals.trace?.traceId }, 'request failed unexpectedly');
+    log.error({ err: error, trace_id: res.locals.traceId }, 'request failed unexpectedly');
     sendError(res, dialect, new KasError('bad_gateway', 'kas failed to handle the request; see the kas logs for this trace id'));
   };
 }
@@ -106,7 +122,9 @@ export function createApiApp(o: ApiAppOptions): express.Express {
     const agentId = req.params.agentId;
     checkAgentId(agentId);
     if (!callerMayReach(locals(res).caller, agentId)) throw outOfScope(agentId);
-    if (!o.tokens.isRegistered(agentId)) throw new KasError('not_found', `agent ${agentId} is not registered`);
+    if (!o.tokens.isRegistered(agentId)) {
+      throw new KasError('not_found', `agent ${agentId} is not registered; register it with "kas agent register ${agentId}"`);
+    }
     res.json({ id: agentId, replicas: o.registry.replicas(agentId).map(describeReplica) });
   });
 
@@ -116,18 +134,40 @@ export function createApiApp(o: ApiAppOptions): express.Express {
     const dialect = dialectOf(req.originalUrl);
     const started = performance.now();
     o.inFlight.count++;
-    res.once('close', () => {
-      o.inFlight.count--;
-      o.metrics.requests.add(1, { upstream: url.upstream, code: String(res.statusCode) });
-      o.metrics.requestDuration.record((performance.now() - started) / 1000, { upstream: url.upstream });
-    });
+    // Bound to this request's context, so the log line carries its trace_id and span_id.
+    res.once(
+      'close',
+      context.bind(context.active(), () => {
+        o.inFlight.count--;
+        const seconds = (performance.now() - started) / 1000;
+        o.metrics.requests.add(1, { upstream: url.upstream, code: String(res.statusCode) });
+        o.metrics.requestDuration.record(seconds, { upstream: url.upstream });
+        const served = locals(res).served;
+        o.log.info(
+          {
+            agent_id: url.agentId,
+            upstream: url.upstream,
+            method: req.method,
+            path: url.rawPath,
+            status: res.statusCode,
+            bytes: served?.bytes ?? 0,
+            duration_ms: Math.round(seconds * 1000),
+            kas_node: served?.node,
+            replica: served?.replica,
+            sub: locals(res).caller?.sub,
+            complete: res.writableFinished,
+          },
+          'request served',
+        );
+      }),
+    );
     let stopDeadline = () => {};
     try {
       checkAgentId(url.agentId);
       if (!callerMayReach(locals(res).caller, url.agentId)) throw outOfScope(url.agentId);
       const spec = await buildSpec(req, url, o.checks, o.requestTimeoutMs);
       stopDeadline = enforceDeadline(res, spec.timeoutMs, dialect);
-      await o.router.serve(req, res, spec, locals(res).caller.sub, locals(res).trace);
+      await o.router.serve(req, res, spec, locals(res).caller.sub);
     } finally {
       stopDeadline();
     }

@@ -18,7 +18,7 @@ export function createKasMetrics(meter: Meter, isReady: () => boolean): KasMetri
   const seconds = { advice: { explicitBucketBoundaries: SECONDS_BUCKETS } };
   const ready = meter.createObservableGauge('kas_ready', { description: '1 when this node takes traffic' });
   ready.addCallback((result) => result.observe(isReady() ? 1 : 0));
-  return {
+  const metrics: KasMetrics = {
     connectedReplicas: meter.createUpDownCounter('kas_connected_agent_replicas', {
       description: 'Agent replicas connected to this node',
     }),
@@ -41,4 +41,13 @@ export function createKasMetrics(meter: Meter, isReady: () => boolean): KasMetri
     }),
     ready,
   };
+  // Every contract series is on /metrics from the start (at 0), not only once it first moves, so
+  // dashboards and alerts (rate(), absent()) work on a fresh node.
+  metrics.connectedReplicas.add(0);
+  metrics.routingTimeouts.add(0);
+  metrics.tunnelBytes.add(0, { direction: 'to_agent' });
+  metrics.tunnelBytes.add(0, { direction: 'from_agent' });
+  metrics.liveSubscriptions.add(0);
+  metrics.liveUpstreamQueries.add(0);
+  return metrics;
 }

@@ -3,6 +3,7 @@
 // backpressure), never through Redis.
 import http from 'node:http';
 import https from 'node:https';
+import { context, propagation } from '@opentelemetry/api';
 import type { Request, Response } from 'express';
 import { HOP_BY_HOP } from '../tunnel/toResponse.ts';
 import type { AgentRequestSpec } from './spec.ts';
@@ -15,7 +16,14 @@ export class ForwardConnectError extends Error {
   override name = 'ForwardConnectError';
 }
 
-export type ForwardOutcome = { kind: 'not_here' } | { kind: 'answered'; status: number };
+/**
+ * `broken`: the connection to the node was up but closed before any answer (e.g. the replica
+ * died mid-answer there): the node is reachable, and nothing has been written to the caller.
+ */
+export type ForwardOutcome =
+  | { kind: 'not_here' }
+  | { kind: 'broken'; message: string }
+  | { kind: 'answered'; status: number; bytes: number };
 
 const agents = {
   http: new http.Agent({ keepAlive: true, maxSockets: 512 }),
@@ -31,18 +39,23 @@ export function forwardToNode(
   replica: ReplicaInfo,
   spec: AgentRequestSpec,
   privateToken: string,
-  traceparent: string,
   req: Request,
   res: Response,
+  endSignal?: AbortSignal,
+  /** Counts the body bytes passed to the caller as they go (for the request's log line). */
+  served: { bytes: number } = { bytes: 0 },
 ): Promise<ForwardOutcome> {
   const url = new URL(privatePath(spec), replica.nodeUrl);
   const secure = url.protocol === 'https:';
   const headers: http.OutgoingHttpHeaders = {
     ...spec.headers,
     authorization: `Bearer ${privateToken}`,
-    traceparent,
     'x-kas-timeout-ms': String(spec.timeoutMs),
   };
+  delete headers.traceparent;
+  delete headers.tracestate;
+  // The trace context of this hop (the http instrumentation replaces it with its client span's).
+  propagation.inject(context.active(), headers);
   if (spec.body) headers['content-length'] = String(spec.body.byteLength);
 
   return new Promise((resolve, reject) => {
@@ -52,6 +65,12 @@ export function forwardToNode(
       method: spec.method,
       headers,
       agent: secure ? agents.https : agents.http,
+    });
+    // Only a failure to connect says the node is unreachable; one on a live connection does not.
+    let connected = false;
+    outgoing.on('socket', (socket) => {
+      if (!socket.connecting) connected = true;
+      else socket.once('connect', () => (connected = true));
     });
     const onCallerGone = () => {
       abandoned = true;
@@ -68,24 +87,37 @@ export function forwardToNode(
       }
       if (res.headersSent || res.destroyed) {
         incoming.destroy();
-        return resolve({ kind: 'answered', status: 499 });
+        return resolve({ kind: 'answered', status: 499, bytes: served.bytes });
       }
       for (const [name, value] of Object.entries(incoming.headers)) {
         if (value !== undefined && !HOP_BY_HOP.has(name)) res.setHeader(name, value);
       }
       res.writeHead(incoming.statusCode ?? 502);
       res.flushHeaders();
+      // This node is going away: end the caller's stream cleanly, so it resumes elsewhere.
+      const onEndSignal = () => {
+        res.off('close', onCallerGone);
+        incoming.destroy();
+        outgoing.destroy();
+        res.end();
+        resolve({ kind: 'answered', status: incoming.statusCode ?? 502, bytes: served.bytes });
+      };
+      if (endSignal?.aborted) return onEndSignal();
+      endSignal?.addEventListener('abort', onEndSignal, { once: true });
+      res.once('close', () => endSignal?.removeEventListener('abort', onEndSignal));
       incoming.on('data', (chunk: Buffer) => {
+        if (res.writableEnded) return;
+        served.bytes += chunk.byteLength;
         if (!res.write(chunk)) incoming.pause();
       });
       res.on('drain', () => incoming.resume());
       incoming.on('end', () => {
-        res.end();
-        resolve({ kind: 'answered', status: incoming.statusCode ?? 502 });
+        if (!res.writableEnded) res.end();
+        resolve({ kind: 'answered', status: incoming.statusCode ?? 502, bytes: served.bytes });
       });
       incoming.on('error', () => {
         res.destroy();
-        resolve({ kind: 'answered', status: incoming.statusCode ?? 502 });
+        resolve({ kind: 'answered', status: incoming.statusCode ?? 502, bytes: served.bytes });
       });
       incoming.on('aborted', () => res.destroy());
     });
@@ -93,7 +125,10 @@ export function forwardToNode(
       res.off('close', onCallerGone);
       if (answered) return;
       // The caller left (or kas answered it already, e.g. 504): not the other node's fault.
-      if (abandoned || res.headersSent || req.destroyed) return resolve({ kind: 'answered', status: 499 });
+      if (abandoned || res.headersSent || req.destroyed) return resolve({ kind: 'answered', status: 499, bytes: served.bytes });
+      if (connected) {
+        return resolve({ kind: 'broken', message: `kas node ${replica.node} closed the connection before answering (${error.code ?? error.message})` });
+      }
       reject(new ForwardConnectError(`could not reach kas node ${replica.node} at ${replica.nodeUrl}: ${error.code ?? error.message}`));
     });
     outgoing.end(spec.body);
