@@ -4,16 +4,20 @@
 // Prometheus is both the agents' upstream and the scraper of every observability port, so kas graphs
 // itself: a PromQL query sent through kas returns the requests this test just made.
 //
-// Kubernetes: a list and a watch trace (CLIENT span to the API server, the stream's bytes and
-// chunks on the PRODUCER/CONSUMER spans, ending with the watch) are still to be added here, once
-// the Kubernetes test support (test/support/k8sSim.ts) has landed; see the test.todo below.
+// Kubernetes: an agent reading the Kubernetes API simulator gives a list and a watch one trace
+// each, the watch's spans ending with the stream and counting its bytes and chunks.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { KasCluster } from '../support/kas.ts';
+import { type KubeSim, makePod, startKubeSim } from '../support/k8sSim.ts';
 import { describeTree, type ExportedSpan, type OtlpReceiver, startOtlpReceiver } from '../support/otlp.ts';
 import { freePort } from '../support/ports.ts';
+import { makeTestPki } from '../support/tls.ts';
 import { waitFor } from '../support/procs.ts';
 import { type PrometheusServer, startPrometheus } from '../support/prometheus.ts';
 
@@ -36,6 +40,8 @@ describe('traces, logs and metrics of two kas nodes and their agents', () => {
   let cluster: KasCluster;
   let prometheus: PrometheusServer;
   let token: string;
+  let sim: KubeSim;
+  let dir: string;
   const tokens: string[] = [];
 
   before(async () => {
@@ -54,10 +60,16 @@ describe('traces, logs and metrics of two kas nodes and their agents', () => {
         agentk: agentPorts.map((p) => `127.0.0.1:${p}`),
       },
     });
-    const [prodToken, brokenToken] = [await cluster.registerAgent('prod'), await cluster.registerAgent('broken')];
+    const [prodToken, brokenToken, kubeToken] = [await cluster.registerAgent('prod'), await cluster.registerAgent('broken'), await cluster.registerAgent('kube')];
     await cluster.registerAgent('ghost'); // registered, never connected
-    tokens.push(prodToken, brokenToken);
-    token = await cluster.issueToken({ agents: ['prod', 'broken', 'ghost'] });
+    tokens.push(prodToken, brokenToken, kubeToken);
+    token = await cluster.issueToken({ agents: ['prod', 'broken', 'ghost', 'kube'] });
+    dir = await mkdtemp(join(tmpdir(), 'kas-traces-'));
+    const pki = await makeTestPki(join(dir, 'pki'));
+    sim = await startKubeSim({ tls: pki, token: 'sa-token-of-agentk' });
+    for (let i = 0; i < 3; i++) sim.api.create('pods', makePod({ name: `web-${i}`, namespace: 'shop' }));
+    const kubeconfig = join(dir, 'kubeconfig');
+    await writeFile(kubeconfig, sim.kubeconfig({ caFile: pki.caFile, token: 'sa-token-of-agentk' }));
     tokens.push(token);
     const nothingListens = await freePort();
     await Promise.all([
@@ -72,7 +84,9 @@ describe('traces, logs and metrics of two kas nodes and their agents', () => {
         }),
       ),
       cluster.startAgent({ id: 'broken', token: brokenToken, node: 1, replica: 'broken-0', prometheusUrl: `http://127.0.0.1:${nothingListens}`, env: otel }),
+      cluster.startAgent({ id: 'kube', token: kubeToken, node: 1, replica: 'kube-0', env: otel, configYaml: `kubernetes:\n  kubeconfig: ${kubeconfig}\n` }),
     ]);
+    await cluster.waitForReplicas('kube', 1, token, 0);
     await cluster.waitForReplicas('prod', 2, token, 0);
     await cluster.waitForReplicas('broken', 1, token, 0);
   });
@@ -81,6 +95,8 @@ describe('traces, logs and metrics of two kas nodes and their agents', () => {
     await cluster?.stop();
     await prometheus?.stop();
     await otlp?.stop();
+    await sim?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   async function traced(node: number, path: string, init: RequestInit = {}): Promise<{ res: Response; body: string; traceId: string }> {
@@ -343,5 +359,72 @@ describe('traces, logs and metrics of two kas nodes and their agents', () => {
     }
   });
 
-  test.todo('a Kubernetes list and a watch: one trace each, the watch span ending with the stream (needs test/support/k8sSim.ts)');
+  /** The seven spans of a request through node 0 to the agent on node 1, each checked against its parent. */
+  function forwardedChain(spans: ExportedSpan[], routeName: string) {
+    const server0 = one(spans, 'server span on the node called', (s) => s.kind === 'SERVER' && s.instance === cluster.nodes[0]!.name);
+    const route = one(spans, 'routing span', (s) => s.name === routeName);
+    assertChild(route, server0, spans);
+    const forward = one(spans, 'kas-to-kas client span', (s) => s.kind === 'CLIENT' && s.service === 'kas');
+    assertChild(forward, route, spans);
+    const server1 = one(spans, 'server span on the node holding the agent', (s) => s.kind === 'SERVER' && s.instance === cluster.nodes[1]!.name);
+    assertChild(server1, forward, spans);
+    const send = one(spans, 'send span', (s) => s.kind === 'PRODUCER');
+    assertChild(send, server1, spans);
+    const consume = one(spans, 'agentk span', (s) => s.kind === 'CONSUMER');
+    assertChild(consume, send, spans);
+    const upstream = one(spans, 'agentk HTTP client span', (s) => s.kind === 'CLIENT' && s.service === 'agentk');
+    assertChild(upstream, consume, spans);
+    return { server0, route, forward, server1, send, consume, upstream };
+  }
+
+  test('a Kubernetes list through the other node: one trace down to the agent’s call to the API server', async () => {
+    const headers = { 'accept-encoding': 'identity' };
+    const { res, body, traceId } = await traced(0, '/api/v1/agents/kube/kubernetes/api/v1/namespaces/shop/pods', { headers });
+    assert.equal(res.status, 200, body);
+    assert.equal((JSON.parse(body) as { items: unknown[] }).items.length, 3);
+    const spans = await otlp.waitForTrace(traceId, (s) => s.length >= 7 && s.some((x) => x.service === 'agentk' && x.kind === 'CLIENT'));
+    await sleep(300);
+    assert.equal(otlp.trace(traceId).length, 7, describeTree(otlp.trace(traceId)));
+    const { route, send, consume, upstream } = forwardedChain(spans, 'route kubernetes');
+    assert.equal(route.attributes['kas.agent.id'], 'kube');
+    assert.equal(route.attributes['kas.agent.replica'], 'kube-0');
+    assert.equal(route.attributes['kas.node'], cluster.nodes[1]!.name);
+    assert.equal(send.attributes['messaging.destination.name'], 'agent:kube');
+    assert.equal(send.attributes['kas.stream.bytes'], Buffer.byteLength(body));
+    assert.equal(consume.attributes['kas.upstream'], 'kubernetes');
+    assert.equal(consume.attributes['kas.stream.bytes'], Buffer.byteLength(body));
+    assert.equal(upstream.attributes['url.full'], `${sim.url}/api/v1/namespaces/shop/pods`);
+    assert.equal(upstream.attributes['http.response.status_code'], 200);
+    for (const span of spans) assert.notEqual(span.status.code, 'ERROR', `${span.name} succeeded`);
+  });
+
+  test('a Kubernetes watch: one trace whose stream spans end with the watch and count what it carried', async () => {
+    const headers = { 'accept-encoding': 'identity' };
+    const rv = sim.api.resourceVersion();
+    const started = process.hrtime.bigint();
+    const pending = traced(0, `/api/v1/agents/kube/kubernetes/api/v1/namespaces/shop/pods?watch=1&resourceVersion=${rv}&timeoutSeconds=2`, { headers });
+    await sleep(500);
+    sim.api.create('pods', makePod({ name: 'web-new', namespace: 'shop' }));
+    await sleep(300);
+    sim.api.delete('pods', 'shop', 'web-0');
+    const { res, body, traceId } = await pending;
+    const elapsedNs = process.hrtime.bigint() - started;
+    assert.equal(res.status, 200, body);
+    const events = body.trim().split('\n').map((line) => (JSON.parse(line) as { type: string }).type);
+    assert.deepEqual(events, ['ADDED', 'DELETED'], 'the watch saw both changes, then the API server ended it');
+
+    const spans = await otlp.waitForTrace(traceId, (s) => s.length >= 7 && s.some((x) => x.service === 'agentk' && x.kind === 'CLIENT'));
+    const { server0, send, consume, upstream } = forwardedChain(spans, 'route kubernetes');
+    assert.equal(upstream.attributes['http.response.status_code'], 200);
+    assert.match(String(upstream.attributes['url.full']), /\/api\/v1\/namespaces\/shop\/pods\?watch=1&/);
+    for (const span of [send, consume]) {
+      assert.equal(span.attributes['kas.stream.bytes'], Buffer.byteLength(body), `${span.name} counts the watch's bytes`);
+      assert.ok(Number(span.attributes['kas.stream.chunks']) >= 2, `${span.name}: each event went as it happened: ${span.attributes['kas.stream.chunks']} chunks`);
+      assert.ok(span.events.some((e) => e.name === 'first byte'));
+      // The stream's spans last as long as the watch (2 s), not just until its head was sent.
+      assert.ok(span.endNs - span.startNs >= 1_500_000_000n, `${span.name} lasted ${(span.endNs - span.startNs) / 1_000_000n} ms`);
+      assert.notEqual(span.status.code, 'ERROR');
+    }
+    assert.ok(server0.endNs - server0.startNs <= elapsedNs + 50_000_000n);
+  });
 });
