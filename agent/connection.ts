@@ -10,6 +10,9 @@ import {
   type AgentMessage,
   KasMessageSchema,
   PROTOCOL_VERSION,
+  BATCH_MAX_BYTES,
+  BATCH_MAX_CHUNKS,
+  BATCH_MAX_MESSAGES,
   TUNNEL_EVENT,
   type Upstream,
 } from '../protocol/messages.ts';
@@ -42,6 +45,10 @@ export class KasConnection {
   #o: ConnectionOptions;
   #socket: Socket;
   #inflight = new Map<number, InflightRequest>();
+  #outbox: AgentMessage[] = [];
+  #outboxBytes = 0;
+  #outboxChunks = 0;
+  #flushScheduled = false;
   #attempt = 0;
   #retryTimer: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -76,6 +83,9 @@ export class KasConnection {
       options.onStateChange?.(false);
       for (const request of this.#inflight.values()) request.cancel('connection to kas lost');
       this.#inflight.clear();
+      this.#outbox = []; // answers to requests of a connection that is gone
+      this.#outboxBytes = 0;
+      this.#outboxChunks = 0;
       this.#scheduleReconnect();
     });
     this.#socket.on(TUNNEL_EVENT, (raw: unknown) => this.#onMessage(raw));
@@ -107,8 +117,35 @@ export class KasConnection {
     }, delay);
   }
 
+  /**
+   * Messages go out in batches: whatever the requests produce before the event loop turns (a small
+   * answer's head, data and end, typically) leaves as one WebSocket frame. A batch full by count
+   * or by bytes leaves at once.
+   */
   #send(message: AgentMessage): void {
-    if (this.#socket.connected) this.#socket.emit(TUNNEL_EVENT, message);
+    if (!this.#socket.connected) return;
+    this.#outbox.push(message);
+    if (message.type === 'data') {
+      this.#outboxBytes += message.chunk.byteLength;
+      this.#outboxChunks++;
+    }
+    if (this.#outbox.length >= BATCH_MAX_MESSAGES || this.#outboxBytes >= BATCH_MAX_BYTES || this.#outboxChunks >= BATCH_MAX_CHUNKS) this.#flush();
+    else if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => {
+        this.#flushScheduled = false;
+        this.#flush();
+      });
+    }
+  }
+
+  #flush(): void {
+    const batch = this.#outbox;
+    if (batch.length === 0) return;
+    this.#outbox = [];
+    this.#outboxBytes = 0;
+    this.#outboxChunks = 0;
+    if (this.#socket.connected) this.#socket.emit(TUNNEL_EVENT, batch.length === 1 ? batch[0] : batch);
   }
 
   #onMessage(raw: unknown): void {

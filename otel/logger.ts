@@ -14,6 +14,17 @@ export function traceFields(): { trace_id?: string; span_id?: string } {
   return { trace_id: ctx.traceId, span_id: ctx.spanId };
 }
 
+/**
+ * stdout, written asynchronously: a line is handed to the kernel off the request's path (a
+ * synchronous write to a pipe costs more than the rest of a small request), and whatever is
+ * still buffered is flushed synchronously when the process exits, crashes included.
+ */
+let destination: ReturnType<typeof pino.destination> | undefined;
+function logDestination(): ReturnType<typeof pino.destination> {
+  destination ??= pino.destination({ dest: 1, sync: false });
+  return destination;
+}
+
 export function createLogger(service: string, level = process.env.LOG_LEVEL ?? 'info'): Logger {
   return pino({
     level,
@@ -25,5 +36,5 @@ export function createLogger(service: string, level = process.env.LOG_LEVEL ?? '
       paths: ['token', 'headers.authorization', 'headers.cookie', '*.token', 'auth.token', 'authorization', '*.authorization'],
       censor: '[redacted]',
     },
-  });
+  }, logDestination());
 }

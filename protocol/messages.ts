@@ -19,6 +19,18 @@ export const CHUNK_MAX_BYTES = 16 * 1024;
 export const INITIAL_CREDIT_BYTES = 256 * 1024;
 /** Largest socket.io frame either side accepts; a larger one closes the connection. */
 export const FRAME_MAX_BYTES = 1024 * 1024;
+/**
+ * A sender may put several messages in one socket.io event, as an array: a small answer's head,
+ * data and end then cost one WebSocket frame (one write, one wake-up) instead of three. Each
+ * message in a batch is validated on its own. Batches are bounded in count and in chunk bytes.
+ */
+export const BATCH_MAX_MESSAGES = 64;
+export const BATCH_MAX_BYTES = 256 * 1024;
+/**
+ * Binary chunks per batch: each is a socket.io attachment, and socket.io's parser closes the
+ * connection on a packet with more than 10 of them.
+ */
+export const BATCH_MAX_CHUNKS = 8;
 /** Largest request body kas sends to an agent (Prometheus form posts are small). */
 export const REQUEST_BODY_MAX_BYTES = 512 * 1024;
 

@@ -23,6 +23,39 @@ const ApiClaimsSchema = z.object({
   agents: z.array(z.union([z.literal('*'), z.string().regex(AGENT_ID_PATTERN)])).max(10_000),
 });
 
+/**
+ * Verified tokens, remembered until they expire: checking an HS256 signature through WebCrypto
+ * costs more than everything else kas does for a small request, and callers (Rails, kubectl, the
+ * dashboard) send the same token again and again. Keyed by the secret object and the exact token
+ * text, so only a byte-identical token already verified with the same secret skips the check;
+ * expiry is still checked on every use. Failures are never remembered.
+ */
+class VerifiedCache<T> {
+  static readonly MAX_ENTRIES = 10_000;
+  #bySecret = new WeakMap<Uint8Array, Map<string, { value: T; expMs: number }>>();
+
+  get(secret: Uint8Array, jwt: string): T | undefined {
+    const entries = this.#bySecret.get(secret);
+    const entry = entries?.get(jwt);
+    if (!entry) return undefined;
+    if (entry.expMs <= Date.now()) {
+      entries!.delete(jwt);
+      return undefined;
+    }
+    return entry.value;
+  }
+
+  set(secret: Uint8Array, jwt: string, value: T, expSeconds: number): void {
+    let entries = this.#bySecret.get(secret);
+    if (!entries) this.#bySecret.set(secret, (entries = new Map()));
+    if (entries.size >= VerifiedCache.MAX_ENTRIES) entries.delete(entries.keys().next().value!);
+    entries.set(jwt, { value, expMs: expSeconds * 1000 });
+  }
+}
+
+const verifiedApiTokens = new VerifiedCache<Caller>();
+const verifiedPrivateTokens = new VerifiedCache<PrivateClaims>();
+
 export function callerMayReach(caller: Caller, agentId: string): boolean {
   return caller.agents === '*' || caller.agents.has(agentId);
 }
@@ -56,6 +89,8 @@ export async function verifyApiToken(secret: Uint8Array, header: string | undefi
       'no API token: send Authorization: Bearer <token> (or the token as the Basic-auth password)',
     );
   }
+  const known = verifiedApiTokens.get(secret, jwt);
+  if (known) return known;
   let payload;
   try {
     ({ payload } = await jwtVerify(jwt, secret, {
@@ -69,7 +104,9 @@ export async function verifyApiToken(secret: Uint8Array, header: string | undefi
   const claims = ApiClaimsSchema.safeParse(payload);
   if (!claims.success) throw new UnauthenticatedError('the API token has no valid "sub" and "agents" claims');
   const { sub, agents } = claims.data;
-  return { sub, agents: agents.includes('*') ? '*' : new Set(agents) };
+  const caller: Caller = { sub, agents: agents.includes('*') ? '*' : new Set(agents) };
+  verifiedApiTokens.set(secret, jwt, caller, payload.exp!);
+  return caller;
 }
 
 export async function issueApiToken(
@@ -101,7 +138,24 @@ const PrivateClaimsSchema = z.object({
   exp: z.number(),
 });
 
+/** Signed kas-to-kas tokens, reused for a third of their 30 s life. */
+const signedPrivateTokens = new WeakMap<Uint8Array, Map<string, { token: string; renewAt: number }>>();
+const PRIVATE_TOKEN_REUSE_MS = 10_000;
+
 export async function signPrivateToken(secret: Uint8Array, claims: PrivateClaims): Promise<string> {
+  let signed = signedPrivateTokens.get(secret);
+  if (!signed) signedPrivateTokens.set(secret, (signed = new Map()));
+  const key = `${claims.sub}\0${claims.agent}\0${claims.replica ?? ''}`;
+  const now = Date.now();
+  const reuse = signed.get(key);
+  if (reuse && reuse.renewAt > now) return reuse.token;
+  const token = await newPrivateToken(secret, claims);
+  if (signed.size >= VerifiedCache.MAX_ENTRIES) signed.clear();
+  signed.set(key, { token, renewAt: now + PRIVATE_TOKEN_REUSE_MS });
+  return token;
+}
+
+function newPrivateToken(secret: Uint8Array, claims: PrivateClaims): Promise<string> {
   return new SignJWT({ agent: claims.agent, ...(claims.replica ? { replica: claims.replica } : {}) })
     .setProtectedHeader({ alg: 'HS256' })
     .setSubject(claims.sub)
@@ -114,6 +168,8 @@ export async function signPrivateToken(secret: Uint8Array, claims: PrivateClaims
 export async function verifyPrivateToken(secret: Uint8Array, header: string | undefined): Promise<PrivateClaims> {
   const jwt = credentialFromHeader(header);
   if (!jwt) throw new UnauthenticatedError('no kas-to-kas token');
+  const known = verifiedPrivateTokens.get(secret, jwt);
+  if (known) return known;
   try {
     const { payload } = await jwtVerify(jwt, secret, {
       audience: PRIVATE_AUDIENCE,
@@ -122,7 +178,9 @@ export async function verifyPrivateToken(secret: Uint8Array, header: string | un
     });
     const claims = PrivateClaimsSchema.parse(payload);
     if (claims.exp - claims.iat > PRIVATE_TOKEN_MAX_LIFETIME_S) throw new Error('lifetime too long');
-    return { sub: claims.sub, agent: claims.agent, replica: claims.replica };
+    const verified = { sub: claims.sub, agent: claims.agent, replica: claims.replica };
+    verifiedPrivateTokens.set(secret, jwt, verified, claims.exp);
+    return verified;
   } catch {
     throw new UnauthenticatedError('invalid kas-to-kas token');
   }

@@ -272,6 +272,10 @@ function noteServed(res: Response, node: string, replica: string): { bytes: numb
 
 function abortOnClose(res: Response): AbortSignal {
   const controller = new AbortController();
-  res.once('close', () => controller.abort(new Error('caller went away')));
+  // Only a caller that left before the answer was complete aborts anything (and an Error with its
+  // stack trace is made only then: this runs for every request).
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort(new Error('caller went away'));
+  });
   return controller.signal;
 }

@@ -12,6 +12,7 @@ import {
   CHUNK_MAX_BYTES,
   INITIAL_CREDIT_BYTES,
   type KasMessage,
+  BATCH_MAX_MESSAGES,
   TUNNEL_EVENT,
   type TunnelRequest,
 } from '../../protocol/messages.ts';
@@ -169,7 +170,7 @@ export class AgentConnection {
     this.#socket = socket;
     this.info = info;
     this.#log = log;
-    socket.on(TUNNEL_EVENT, (raw: unknown) => this.#onMessage(raw));
+    socket.on(TUNNEL_EVENT, (raw: unknown) => this.#onEvent(raw));
     socket.on('disconnect', (reason) => this.#onClose(reason));
   }
 
@@ -209,6 +210,15 @@ export class AgentConnection {
 
   disconnect(): void {
     this.#socket.disconnect(true);
+  }
+
+  #onEvent(raw: unknown): void {
+    if (!Array.isArray(raw)) return this.#onMessage(raw);
+    if (raw.length === 0 || raw.length > BATCH_MAX_MESSAGES) {
+      this.#log.warn({ batch: raw.length, max: BATCH_MAX_MESSAGES }, 'refused a malformed message from agent');
+      return;
+    }
+    for (const message of raw) this.#onMessage(message);
   }
 
   #onMessage(raw: unknown): void {

@@ -89,7 +89,7 @@ describe('docker-compose.yml', () => {
     });
 
     test('makes secrets and tokens that a two-node cluster with the compose settings accepts, and keeps them on a second run', async () => {
-      const env = { ...process.env, SHARED: shared, KAS: `${process.execPath} ${KAS_BIN}`, ...services.init!.environment };
+      const env: Record<string, string | undefined> = { ...process.env, SHARED: shared, KAS: `${process.execPath} ${KAS_BIN}` };
       for (const [key, value] of Object.entries(services.init!.environment!)) env[key] = value.replace('/shared', shared);
       const first = await run('/bin/sh', [join(ROOT, 'deploy/compose/init.sh')], { env });
       assert.match(first.stdout, /registered agent demo/);

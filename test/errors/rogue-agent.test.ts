@@ -254,6 +254,23 @@ describe('a rogue agent with a valid token', () => {
     await assertStillServing();
   });
 
+  test('batches: an oversized one is refused whole, a good message in a batch counts, a bad one beside it does not', async () => {
+    const since = new Date().toISOString();
+    const pending = ask('rogue', 'query=up&case=batch');
+    const { id } = await rogue.request('batch');
+    const poison = { type: 'head', id, status: 200, headers: { 'x-poison': 'yes' } };
+    rogue.send(Array.from({ length: 65 }, () => poison));
+    await logged(since, (e) => e.msg === 'refused a malformed message from agent' && e.batch === 65);
+    rogue.send([{ type: 'head', id, status: 'nope' }, { type: 'head', id, status: 202, headers: { 'x-real': 'batch' } }, { type: 'data', id, chunk: Buffer.from('ok') }, { type: 'end', id }]);
+    const res = await pending;
+    assert.equal(res.status, 202);
+    assert.equal(res.headers.get('x-real'), 'batch');
+    assert.equal(res.headers.get('x-poison'), null);
+    assert.equal(await res.text(), 'ok');
+    await logged(since, (e) => e.msg === 'refused a malformed message from agent' && e.batch === undefined);
+    await assertStillServing();
+  });
+
   test('header names and values that HTTP cannot carry are refused, not sent to the caller, and do not crash kas', async () => {
     for (const [tag, headers] of [
       ['crlf-value', { 'x-evil': 'a\r\nset-cookie: pwned=1' }],
