@@ -168,7 +168,7 @@ export async function benchKubernetes(): Promise<KubernetesResults> {
     const config = JSON.parse(sim.kubeconfig({ token: clusterToken })) as { clusters: { cluster: Record<string, unknown> }[] };
     config.clusters[0]!.cluster['insecure-skip-tls-verify'] = true;
     await writeFile(kubeconfig, JSON.stringify(config));
-    await cluster.startAgent({ id: 'bench', token: agentToken, node: 0, configYaml: `kubernetes:\n  kubeconfig: ${kubeconfig}\n`, env: { LOG_LEVEL: 'warn' } });
+    await cluster.startAgent({ id: 'bench', token: agentToken, node: 0, configYaml: `kubernetes:\n  kubeconfig: ${kubeconfig}\n` });
     const apiToken = await cluster.issueToken({ agents: ['bench'] });
     await cluster.waitForReplicas('bench', 1, apiToken, 1);
     const targets: Target[] = [

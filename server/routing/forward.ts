@@ -25,9 +25,11 @@ export type ForwardOutcome =
   | { kind: 'broken'; message: string }
   | { kind: 'answered'; status: number; bytes: number };
 
+// Uncapped: every forwarded watch or log follow holds its connection while it lives, and a cap
+// would leave the ones beyond it queued, unanswered, until another ends.
 const agents = {
-  http: new http.Agent({ keepAlive: true, maxSockets: 512 }),
-  https: new https.Agent({ keepAlive: true, maxSockets: 512 }),
+  http: new http.Agent({ keepAlive: true }),
+  https: new https.Agent({ keepAlive: true }),
 };
 
 export function privatePath(spec: AgentRequestSpec): string {

@@ -61,7 +61,8 @@ class AgentCache {
       this.#agent?.destroy();
       this.#agent = new https.Agent({
         keepAlive: true,
-        maxSockets: 256,
+        // No cap on connections: each watch or follow holds one for as long as it lives (HTTP/1.1),
+        // and a cap would leave every watch beyond it waiting, unanswered, for one to end.
         ca: options.ca,
         cert: options.cert,
         key: options.key,
@@ -74,7 +75,7 @@ class AgentCache {
   }
 }
 
-const plainAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+const plainAgent = new http.Agent({ keepAlive: true }); // uncapped, as above
 
 export function kubernetesUpstream(
   kc: KubeConfig,
