@@ -11,8 +11,10 @@ import {
   KasMessageSchema,
   PROTOCOL_VERSION,
   BATCH_MAX_BYTES,
-  BATCH_MAX_CHUNKS,
   BATCH_MAX_MESSAGES,
+  BATCH_MAX_ATTACHMENTS,
+  PACK_MAX_CHUNK_BYTES,
+  packMessages,
   TUNNEL_EVENT,
   type Upstream,
 } from '../protocol/messages.ts';
@@ -47,7 +49,7 @@ export class KasConnection {
   #inflight = new Map<number, InflightRequest>();
   #outbox: AgentMessage[] = [];
   #outboxBytes = 0;
-  #outboxChunks = 0;
+  #outboxAttachments = 0;
   #flushScheduled = false;
   #attempt = 0;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -85,7 +87,7 @@ export class KasConnection {
       this.#inflight.clear();
       this.#outbox = []; // answers to requests of a connection that is gone
       this.#outboxBytes = 0;
-      this.#outboxChunks = 0;
+      this.#outboxAttachments = 0;
       this.#scheduleReconnect();
     });
     this.#socket.on(TUNNEL_EVENT, (raw: unknown) => this.#onMessage(raw));
@@ -119,17 +121,20 @@ export class KasConnection {
 
   /**
    * Messages go out in batches: whatever the requests produce before the event loop turns (a small
-   * answer's head, data and end, typically) leaves as one WebSocket frame. A batch full by count
-   * or by bytes leaves at once.
+   * answer's head, data and end; one event for each of many watches) leaves as one socket.io
+   * event, small chunks packed into one buffer (protocol/messages.ts). A batch full by count, bytes
+   * or large chunks leaves at once.
    */
   #send(message: AgentMessage): void {
     if (!this.#socket.connected) return;
     this.#outbox.push(message);
     if (message.type === 'data') {
       this.#outboxBytes += message.chunk.byteLength;
-      this.#outboxChunks++;
+      if (message.chunk.byteLength > PACK_MAX_CHUNK_BYTES) this.#outboxAttachments++;
     }
-    if (this.#outbox.length >= BATCH_MAX_MESSAGES || this.#outboxBytes >= BATCH_MAX_BYTES || this.#outboxChunks >= BATCH_MAX_CHUNKS) this.#flush();
+    if (this.#outbox.length >= BATCH_MAX_MESSAGES || this.#outboxBytes >= BATCH_MAX_BYTES || this.#outboxAttachments >= BATCH_MAX_ATTACHMENTS) {
+      this.#flush();
+    }
     else if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       setImmediate(() => {
@@ -144,8 +149,8 @@ export class KasConnection {
     if (batch.length === 0) return;
     this.#outbox = [];
     this.#outboxBytes = 0;
-    this.#outboxChunks = 0;
-    if (this.#socket.connected) this.#socket.emit(TUNNEL_EVENT, batch.length === 1 ? batch[0] : batch);
+    this.#outboxAttachments = 0;
+    if (this.#socket.connected) this.#socket.emit(TUNNEL_EVENT, packMessages(batch));
   }
 
   #onMessage(raw: unknown): void {

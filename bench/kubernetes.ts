@@ -10,6 +10,7 @@
 // The simulator and every watching client share this process, so absolute figures include
 // their own event-loop time; the added latency (kas minus direct) is the figure that matters.
 import http from 'node:http';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KasCluster } from '../test/support/kas.ts';
@@ -33,6 +34,24 @@ export interface WatchCell {
   p50: number;
   p99: number;
   samples: number;
+  /** CPU time the kas nodes and agentk spent per event delivered, while the changes ran (µs): steadier than latency on a busy machine. */
+  cpuUsPerEvent?: number;
+}
+
+/** User + system CPU seconds of these processes so far, from /proc (Linux). */
+function cpuSeconds(pids: (number | undefined)[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    if (pid === undefined) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
+    } catch {
+      return NaN;
+    }
+  }
+  return ticks / 100; // USER_HZ
 }
 
 function progress(line: string): void {
@@ -81,7 +100,7 @@ function openWatch(target: Target, agent: http.Agent, rv: string, onEvent: (name
   });
 }
 
-async function watchLatency(sim: KubeSim, target: Target, watches: number, rounds: number): Promise<WatchCell> {
+async function watchLatency(sim: KubeSim, target: Target, watches: number, rounds: number, cpu: () => number): Promise<WatchCell> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: watches + 8 });
   const name = `probe-${target.name.replace(/\W+/g, '-')}-${watches}`;
   sim.api.apply('configmaps', { metadata: { name, namespace: NAMESPACE }, data: { round: '0' } });
@@ -105,6 +124,7 @@ async function watchLatency(sim: KubeSim, target: Target, watches: number, round
   }
   // Let every watch settle (kas may still be routing the last ones).
   await new Promise((r) => setTimeout(r, 500));
+  const cpuBefore = cpu();
   for (let round = 1; round <= rounds; round++) {
     received = 0;
     currentRound.n = round;
@@ -117,10 +137,11 @@ async function watchLatency(sim: KubeSim, target: Target, watches: number, round
     await done;
     await new Promise((r) => setTimeout(r, watches > 1 ? 20 : 2));
   }
+  const cpuUsPerEvent = ((cpu() - cpuBefore) * 1e6) / latencies.length;
   for (const req of requests) req.destroy();
   agent.destroy();
   latencies.sort((a, b) => a - b);
-  return { watches, p50: percentile(latencies, 50), p99: percentile(latencies, 99), samples: latencies.length };
+  return { watches, p50: percentile(latencies, 50), p99: percentile(latencies, 99), samples: latencies.length, ...(Number.isFinite(cpuUsPerEvent) && cpuUsPerEvent > 0 ? { cpuUsPerEvent } : {}) };
 }
 
 async function listThroughput(target: Target): Promise<{ mbps: number; bytes: number }> {
@@ -181,9 +202,11 @@ export async function benchKubernetes(): Promise<KubernetesResults> {
       results.watch[target.name] = [];
       for (const [watches, rounds] of [[1, ROUNDS_SINGLE], [WATCHES, ROUNDS_MANY]] as const) {
         progress(`${target.name}: watch latency, ${watches} watch(es), ${rounds} changes`);
-        const cell = await watchLatency(sim, target, watches, rounds);
+        const pids = target.name === 'direct' ? [] : [...cluster.nodes.map((n) => n.proc.pid), ...cluster.agents.map((a) => a.proc.pid)];
+        const cell = await watchLatency(sim, target, watches, rounds, () => (pids.length > 0 ? cpuSeconds(pids) : NaN));
         results.watch[target.name]!.push(cell);
-        progress(`${target.name}: ${watches} watch(es): p50 ${cell.p50.toFixed(2)} ms, p99 ${cell.p99.toFixed(2)} ms (${cell.samples} events)`);
+        const cpu = cell.cpuUsPerEvent === undefined ? '' : `, kas+agentk CPU ${cell.cpuUsPerEvent.toFixed(0)} µs per event`;
+        progress(`${target.name}: ${watches} watch(es): p50 ${cell.p50.toFixed(2)} ms, p99 ${cell.p99.toFixed(2)} ms (${cell.samples} events)${cpu}`);
       }
       progress(`${target.name}: listing ${PODS} pods ${LIST_REPEATS} times`);
       results.list[target.name] = await listThroughput(target);
@@ -202,13 +225,14 @@ export function kubernetesMarkdown(r: KubernetesResults): string {
   const lines = [
     `### Watch event latency (change in the API server → event parsed by the caller), ms`,
     '',
-    '| path | 1 watch p50 | 1 watch p99 | ' + `${direct[1]?.watches ?? WATCHES} watches p50 | ${direct[1]?.watches ?? WATCHES} watches p99 | added p99 at ${direct[1]?.watches ?? WATCHES} |`,
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    '| path | 1 watch p50 | 1 watch p99 | ' + `${direct[1]?.watches ?? WATCHES} watches p50 | ${direct[1]?.watches ?? WATCHES} watches p99 | added p99 at ${direct[1]?.watches ?? WATCHES} | kas+agentk CPU per event at ${direct[1]?.watches ?? WATCHES} (µs) |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const name of names) {
     const [one, many] = r.watch[name]!;
     const added = name === 'direct' ? '' : (many!.p99 - direct[1]!.p99).toFixed(2);
-    lines.push(`| ${name} | ${one!.p50.toFixed(2)} | ${one!.p99.toFixed(2)} | ${many!.p50.toFixed(2)} | ${many!.p99.toFixed(2)} | ${added} |`);
+    const cpu = many!.cpuUsPerEvent === undefined ? '' : many!.cpuUsPerEvent.toFixed(0);
+    lines.push(`| ${name} | ${one!.p50.toFixed(2)} | ${one!.p99.toFixed(2)} | ${many!.p50.toFixed(2)} | ${many!.p99.toFixed(2)} | ${added} | ${cpu} |`);
   }
   const list = r.list;
   lines.push(

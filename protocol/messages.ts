@@ -20,17 +20,24 @@ export const INITIAL_CREDIT_BYTES = 256 * 1024;
 /** Largest socket.io frame either side accepts; a larger one closes the connection. */
 export const FRAME_MAX_BYTES = 1024 * 1024;
 /**
- * A sender may put several messages in one socket.io event, as an array: a small answer's head,
- * data and end then cost one WebSocket frame (one write, one wake-up) instead of three. Each
- * message in a batch is validated on its own. Batches are bounded in count and in chunk bytes.
+ * A sender may put several messages in one socket.io event, so that a small answer's head, data
+ * and end cost one WebSocket message (one write, one wake-up) instead of three, and a watch that
+ * fans out to many callers does not cost a frame per event. Two forms: a plain array of messages,
+ * or a packed batch (what agentk sends) whose data chunks travel as ONE binary attachment, each
+ * `data` entry naming its slice; socket.io would otherwise make every chunk an attachment and
+ * frame of its own (and refuses a packet with more than 10). Each message in a batch is
+ * validated on its own. Batches are bounded in count and in chunk bytes.
  */
 export const BATCH_MAX_MESSAGES = 64;
 export const BATCH_MAX_BYTES = 256 * 1024;
 /**
- * Binary chunks per batch: each is a socket.io attachment, and socket.io's parser closes the
- * connection on a packet with more than 10 of them.
+ * Only chunks up to this size are packed (copied) into a batch's buffer: watch events and small
+ * answers. Larger ones travel as attachments of their own, uncopied, at most
+ * BATCH_MAX_ATTACHMENTS per batch (socket.io refuses a packet with more than 10).
  */
-export const BATCH_MAX_CHUNKS = 8;
+export const PACK_MAX_CHUNK_BYTES = 4 * 1024;
+export const BATCH_MAX_ATTACHMENTS = 8;
+
 /** Largest request body kas sends to an agent (Prometheus form posts are small). */
 export const REQUEST_BODY_MAX_BYTES = 512 * 1024;
 
@@ -118,3 +125,63 @@ export const AgentMessageSchema = z.discriminatedUnion('type', [
   }),
 ]);
 export type AgentMessage = z.infer<typeof AgentMessageSchema>;
+
+// ---- batches ----
+
+export const PackedBatchSchema = z.object({
+  type: z.literal('batch'),
+  bytes,
+  messages: z.array(z.unknown()).min(1).max(BATCH_MAX_MESSAGES),
+});
+
+const PackedDataSchema = z.object({
+  type: z.literal('data'),
+  id: requestId,
+  offset: z.number().int().nonnegative(),
+  length: z.number().int().positive().max(CHUNK_MAX_BYTES),
+});
+
+/** One message as it is, several as a packed batch with their small chunks in one buffer. */
+export function packMessages(messages: AgentMessage[]): unknown {
+  if (messages.length === 1) return messages[0];
+  let total = 0;
+  for (const m of messages) if (m.type === 'data' && m.chunk.byteLength <= PACK_MAX_CHUNK_BYTES) total += m.chunk.byteLength;
+  const bytes = Buffer.allocUnsafe(total);
+  let offset = 0;
+  const entries = messages.map((m) => {
+    if (m.type !== 'data' || m.chunk.byteLength > PACK_MAX_CHUNK_BYTES) return m;
+    bytes.set(m.chunk, offset);
+    const entry = { type: 'data', id: m.id, offset, length: m.chunk.byteLength };
+    offset += m.chunk.byteLength;
+    return entry;
+  });
+  return { type: 'batch', bytes, messages: entries };
+}
+
+/**
+ * The messages of one socket.io event, not yet validated one by one: the event itself, the
+ * elements of a plain array, or a packed batch's entries with their chunks put back (as views of
+ * the batch's buffer). A malformed batch yields an error and no messages.
+ */
+export function unpackMessages(raw: unknown): { messages: unknown[]; error?: string } {
+  if (Array.isArray(raw)) {
+    if (raw.length === 0 || raw.length > BATCH_MAX_MESSAGES) return { messages: [], error: `a batch of ${raw.length} messages (1 to ${BATCH_MAX_MESSAGES})` };
+    return { messages: raw };
+  }
+  if (typeof raw !== 'object' || raw === null || (raw as { type?: unknown }).type !== 'batch') return { messages: [raw] };
+  const batch = PackedBatchSchema.safeParse(raw);
+  if (!batch.success) return { messages: [], error: `a malformed batch: ${batch.error.issues[0]?.message ?? 'invalid'}` };
+  const { bytes: packed, messages } = batch.data;
+  const out: unknown[] = [];
+  for (const entry of messages) {
+    const data = PackedDataSchema.safeParse(entry);
+    if (!data.success) {
+      out.push(entry); // anything else is validated as a message of its own
+      continue;
+    }
+    const { id, offset, length } = data.data;
+    if (offset + length > packed.byteLength) return { messages: [], error: `a batch entry beyond its ${packed.byteLength} bytes` };
+    out.push({ type: 'data', id, chunk: packed.subarray(offset, offset + length) });
+  }
+  return { messages: out };
+}

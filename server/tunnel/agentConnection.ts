@@ -12,8 +12,8 @@ import {
   CHUNK_MAX_BYTES,
   INITIAL_CREDIT_BYTES,
   type KasMessage,
-  BATCH_MAX_MESSAGES,
   TUNNEL_EVENT,
+  unpackMessages,
   type TunnelRequest,
 } from '../../protocol/messages.ts';
 import type { ReplicaInfo } from '../routing/registry.ts';
@@ -213,12 +213,12 @@ export class AgentConnection {
   }
 
   #onEvent(raw: unknown): void {
-    if (!Array.isArray(raw)) return this.#onMessage(raw);
-    if (raw.length === 0 || raw.length > BATCH_MAX_MESSAGES) {
-      this.#log.warn({ batch: raw.length, max: BATCH_MAX_MESSAGES }, 'refused a malformed message from agent');
+    const { messages, error } = unpackMessages(raw);
+    if (error) {
+      this.#log.warn({ batch: error }, 'refused a malformed message from agent');
       return;
     }
-    for (const message of raw) this.#onMessage(message);
+    for (const message of messages) this.#onMessage(message);
   }
 
   #onMessage(raw: unknown): void {

@@ -41,7 +41,9 @@ export function streamToResponse(
     let waitingForDrain = false;
 
     const payBack = () => {
-      if (owed >= CREDIT_BATCH_BYTES || (options.flushEachChunk && owed > 0)) {
+      // Streams too: a watch event need not cost a credit message back to the agent. The agent
+      // still has three quarters of its window when a batch falls due, so it never waits on this.
+      if (owed >= CREDIT_BATCH_BYTES) {
         stream.grantCredit(owed);
         owed = 0;
       }

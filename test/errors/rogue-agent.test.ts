@@ -260,8 +260,13 @@ describe('a rogue agent with a valid token', () => {
     const { id } = await rogue.request('batch');
     const poison = { type: 'head', id, status: 200, headers: { 'x-poison': 'yes' } };
     rogue.send(Array.from({ length: 65 }, () => poison));
-    await logged(since, (e) => e.msg === 'refused a malformed message from agent' && e.batch === 65);
-    rogue.send([{ type: 'head', id, status: 'nope' }, { type: 'head', id, status: 202, headers: { 'x-real': 'batch' } }, { type: 'data', id, chunk: Buffer.from('ok') }, { type: 'end', id }]);
+    await logged(since, (e) => e.msg === 'refused a malformed message from agent' && /batch of 65 messages/.test(String(e.batch)));
+    // A packed batch whose entry points past its bytes is refused whole too.
+    rogue.send({ type: 'batch', bytes: Buffer.from('xx'), messages: [poison, { type: 'data', id, offset: 1, length: 5 }] });
+    await logged(since, (e) => e.msg === 'refused a malformed message from agent' && /beyond its 2 bytes/.test(String(e.batch)));
+    rogue.send([{ type: 'head', id, status: 'nope' }, { type: 'head', id, status: 202, headers: { 'x-real': 'batch' } }, { type: 'data', id, chunk: Buffer.from('o') }]);
+    // The rest in a packed batch, as agentk sends them: chunks as slices of one buffer.
+    rogue.send({ type: 'batch', bytes: Buffer.from('--k--'), messages: [{ type: 'data', id, offset: 2, length: 1 }, { type: 'end', id }] });
     const res = await pending;
     assert.equal(res.status, 202);
     assert.equal(res.headers.get('x-real'), 'batch');

@@ -1,7 +1,7 @@
 // agentk batches the messages it sends (a small answer's head, data and end leave as one
-// WebSocket frame). Many answers at once, small and multi-chunk, must all arrive intact without
-// the batches ever breaking socket.io's limits (it closes a connection on a packet with more
-// than 10 binary attachments).
+// WebSocket message; chunks of many answers share one binary attachment). Many answers at once,
+// small and multi-chunk, must all arrive intact without a batch ever breaking socket.io's limits
+// (it closes a connection on a packet with more than 10 binary attachments).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { KasCluster } from '../support/kas.ts';

@@ -1,0 +1,55 @@
+// Packing several tunnel messages into one event and back: what agentk sends and kas unpacks.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { type AgentMessage, AgentMessageSchema, BATCH_MAX_MESSAGES, PACK_MAX_CHUNK_BYTES, packMessages, unpackMessages } from '../../protocol/messages.ts';
+
+test('a packed batch unpacks into the same messages, their chunks in one buffer on the wire', () => {
+  const messages: AgentMessage[] = [
+    { type: 'head', id: 1, status: 200, headers: { 'content-type': 'application/json' } },
+    { type: 'data', id: 1, chunk: Buffer.from('{"a":') },
+    { type: 'data', id: 2, chunk: Buffer.from('event two\n') },
+    { type: 'data', id: 1, chunk: Buffer.from('1}') },
+    { type: 'end', id: 1 },
+  ];
+  const packed = packMessages(messages) as { type: string; bytes: Buffer; messages: unknown[] };
+  assert.equal(packed.type, 'batch');
+  assert.equal(packed.bytes.toString(), '{"a":event two\n1}');
+  const { messages: out, error } = unpackMessages(packed);
+  assert.equal(error, undefined);
+  const parsed = out.map((m) => AgentMessageSchema.parse(m));
+  assert.deepEqual(
+    parsed.map((m) => (m.type === 'data' ? { ...m, chunk: Buffer.from(m.chunk).toString() } : m)),
+    messages.map((m) => (m.type === 'data' ? { ...m, chunk: Buffer.from(m.chunk).toString() } : m)),
+  );
+});
+
+test('large chunks are not copied: they stay attachments of their own beside the packed ones', () => {
+  const big = Buffer.alloc(PACK_MAX_CHUNK_BYTES + 1, 7);
+  const packed = packMessages([
+    { type: 'data', id: 1, chunk: Buffer.from('small') },
+    { type: 'data', id: 2, chunk: big },
+  ]) as { bytes: Buffer; messages: { chunk?: Uint8Array }[] };
+  assert.equal(packed.bytes.toString(), 'small');
+  assert.equal(packed.messages[1]!.chunk, big, 'the very buffer, uncopied');
+  const { messages } = unpackMessages(packed);
+  assert.equal(Buffer.from((AgentMessageSchema.parse(messages[0]) as { chunk: Uint8Array }).chunk).toString(), 'small');
+  assert.equal((AgentMessageSchema.parse(messages[1]) as { chunk: Uint8Array }).chunk, big);
+});
+
+test('one message travels as itself', () => {
+  const message: AgentMessage = { type: 'end', id: 7 };
+  assert.equal(packMessages([message]), message);
+  assert.deepEqual(unpackMessages(message), { messages: [message] });
+});
+
+test('malformed batches yield an error and no messages; odd entries are left for validation', () => {
+  assert.match(unpackMessages([]).error ?? '', /batch of 0/);
+  assert.match(unpackMessages(Array.from({ length: BATCH_MAX_MESSAGES + 1 }, () => ({}))).error ?? '', /batch of 65/);
+  assert.match(unpackMessages({ type: 'batch', bytes: 'text', messages: [{}] }).error ?? '', /malformed batch/);
+  assert.match(unpackMessages({ type: 'batch', bytes: Buffer.alloc(4), messages: [] }).error ?? '', /malformed batch/);
+  assert.match(unpackMessages({ type: 'batch', bytes: Buffer.alloc(4), messages: [{ type: 'data', id: 1, offset: 3, length: 2 }] }).error ?? '', /beyond its 4 bytes/);
+  // A data entry without a valid slice is passed on as it is, and fails validation there.
+  const { messages } = unpackMessages({ type: 'batch', bytes: Buffer.alloc(4), messages: [{ type: 'data', id: 1, offset: -1, length: 2 }] });
+  assert.equal(messages.length, 1);
+  assert.equal(AgentMessageSchema.safeParse(messages[0]).success, false);
+});
