@@ -8,11 +8,11 @@
 // PROMETHEUS_LISTEN (where the started one listens; default 127.0.0.1:9090, or a free port).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { accessSync, constants, statSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { delimiter, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { findExecutable } from './which.ts';
 import { AgentTokenStore, registerAgent, revokeAgent } from '../server/auth/agentTokens.ts';
 import { loadSecret } from '../server/auth/secrets.ts';
 import { issueApiToken } from '../server/auth/tokens.ts';
@@ -68,19 +68,6 @@ function freePort(): Promise<number> {
       server.close(() => (address && typeof address === 'object' ? resolvePort(address.port) : reject(new Error('no port'))));
     });
   });
-}
-
-function onPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter).filter(Boolean)) {
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // not in this directory
-    }
-  }
-  return undefined;
 }
 
 /** pino JSON lines become `level message {fields}`; anything else passes as is. */
@@ -223,7 +210,7 @@ async function main(): Promise<void> {
   // Prometheus: the one given, one we start, or none (and say how to add one).
   let prometheusUrl = env.PROMETHEUS_URL?.replace(/\/+$/, '') || undefined;
   let ownPrometheus: Child | undefined;
-  const prometheusBinary = prometheusUrl ? undefined : onPath('prometheus');
+  const prometheusBinary = prometheusUrl ? undefined : findExecutable('prometheus');
   if (prometheusBinary) {
     let listen = parseHostPort(env.PROMETHEUS_LISTEN ?? '127.0.0.1:9090', 'PROMETHEUS_LISTEN');
     if (!(await portFree(listen).catch(() => false))) {

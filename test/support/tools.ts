@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { findExecutable as findOnPath } from '../../scripts/which.ts';
 
 export type Tool = 'redis-server' | 'prometheus' | 'promtool' | 'kubectl' | 'chromium';
 
@@ -37,17 +38,7 @@ export function requireTool(name: Tool): Promise<string> {
 }
 
 export function findExecutable(name: string): string | undefined {
-  const dirs = [...(process.env['PATH'] ?? '').split(delimiter).filter(Boolean), ...extraDirs];
-  for (const dir of dirs) {
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // not here; keep looking
-    }
-  }
-  return undefined;
+  return findOnPath(name, extraDirs);
 }
 
 async function locateOrInstall(name: Tool): Promise<string> {
