@@ -4,7 +4,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { context, propagation } from '@opentelemetry/api';
-import type { Request, Response } from 'express';
+import type { Response } from 'express';
 import { HOP_BY_HOP } from '../tunnel/toResponse.ts';
 import type { AgentRequestSpec } from './spec.ts';
 import type { ReplicaInfo } from './registry.ts';
@@ -41,7 +41,8 @@ export function forwardToNode(
   replica: ReplicaInfo,
   spec: AgentRequestSpec,
   privateToken: string,
-  req: Request,
+  /** The caller's request: only whether its connection is gone is read. */
+  req: { readonly destroyed: boolean },
   res: Response,
   endSignal?: AbortSignal,
   /** Counts the body bytes passed to the caller as they go (for the request's log line). */

@@ -14,6 +14,7 @@ import type { AgentConnection, TunnelStreamError } from '../tunnel/agentConnecti
 import { streamToResponse } from '../tunnel/toResponse.ts';
 import { ForwardConnectError, forwardToNode, NOT_HERE_HEADER } from './forward.ts';
 import type { AgentRegistry, Route } from './registry.ts';
+import { type ShareableWatch, SharedWatches, shareableWatch } from './sharedWatches.ts';
 import type { AgentRequestSpec } from './spec.ts';
 
 const MAX_ATTEMPTS = 4;
@@ -51,11 +52,16 @@ function errorFromStream(spec: AgentRequestSpec, error: TunnelStreamError): KasE
   }
 }
 
+/** What #route needs of the caller's request: whether its connection is gone. */
+type CallerRequest = { readonly destroyed: boolean };
+
 export class AgentRouter {
   #o: RouterOptions;
+  readonly sharedWatches: SharedWatches;
 
   constructor(options: RouterOptions) {
     this.#o = options;
+    this.sharedWatches = new SharedWatches(options.log);
   }
 
   /**
@@ -68,9 +74,11 @@ export class AgentRouter {
       throw new KasError('not_found', `agent ${spec.agentId} is not registered; register it with "kas agent register ${spec.agentId}"`);
     }
     const attributes = { 'kas.agent.id': spec.agentId, 'kas.upstream': spec.upstream };
+    const shareable = shareableWatch(spec);
     await tracer.startActiveSpan(`route ${spec.upstream}`, { attributes }, async (span) => {
       try {
-        await this.#route(req, res, spec, sub, span);
+        if (shareable) await this.#serveShared(res, shareable, sub, span);
+        else await this.#route(req, res, spec, sub, span);
       } catch (error) {
         failSpan(span, error instanceof KasError ? error.code : 'internal', error);
         throw error;
@@ -80,7 +88,34 @@ export class AgentRouter {
     });
   }
 
-  async #route(req: Request, res: Response, spec: AgentRequestSpec, sub: string, span: Span): Promise<void> {
+  /**
+   * A watch that identical watches may share (see sharedWatches.ts): this caller's routing span
+   * says whether it joined one (`kas.watch.shared`) and how many viewers that one has; the shared
+   * upstream request is routed under a span of its own, which lives as long as the upstream watch.
+   */
+  async #serveShared(res: Response, watch: ShareableWatch, sub: string, span: Span): Promise<void> {
+    await this.sharedWatches.serve(
+      res,
+      watch,
+      (fanOut, upstreamSpec) =>
+        tracer.startActiveSpan('route kubernetes shared watch', { attributes: { 'kas.agent.id': upstreamSpec.agentId, 'kas.upstream': upstreamSpec.upstream } }, async (upstreamSpan) => {
+          try {
+            await this.#route(fanOut as unknown as CallerRequest, fanOut, upstreamSpec, sub, upstreamSpan);
+          } catch (error) {
+            failSpan(upstreamSpan, error instanceof KasError ? error.code : 'internal', error);
+            throw error;
+          } finally {
+            upstreamSpan.end();
+          }
+        }),
+      {
+        joined: (joined, viewers) => span.setAttributes({ 'kas.watch.shared': joined, 'kas.watch.viewers': viewers }),
+        answered: (node, replica) => span.setAttributes({ 'kas.agent.replica': replica, 'kas.node': node }),
+      },
+    );
+  }
+
+  async #route(req: CallerRequest, res: Response, spec: AgentRequestSpec, sub: string, span: Span): Promise<void> {
     const { registry } = this.#o;
     const callerGone = abortOnClose(res);
     const tried = new Set<string>();

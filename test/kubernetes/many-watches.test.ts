@@ -1,7 +1,9 @@
 // Many watches at once through the node that does not hold the agent: each holds a connection at
 // every hop (caller → kas, kas → kas, agentk → API server) for as long as it lives, so no hop may
 // cap its connections below what dashboards open. 520 is past both caps this code once had (256
-// in agentk, 512 between kas nodes): every watch must open and see the change.
+// in agentk, 512 between kas nodes): every watch must open and see the change. They ask for the
+// current state first (no resourceVersion), so kas cannot share them (sharedWatches.ts): each is
+// its own stream at every hop.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -39,9 +41,8 @@ after(async () => {
 });
 
 test(`${WATCHES} concurrent watches through the other node all open and all see a change`, async () => {
-  const rv = sim.api.resourceVersion();
   const agent = new http.Agent({ keepAlive: false });
-  const url = new URL(`${cluster.nodes[1]!.apiUrl}/api/v1/agents/busy/kubernetes/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=${rv}`);
+  const url = new URL(`${cluster.nodes[1]!.apiUrl}/api/v1/agents/busy/kubernetes/api/v1/namespaces/default/configmaps?watch=1`);
   const requests: http.ClientRequest[] = [];
   let sawChange = 0;
   let allSaw: () => void;
@@ -72,6 +73,7 @@ test(`${WATCHES} concurrent watches through the other node all open and all see 
       timer = setTimeout(() => reject(new Error(`not every watch opened within 60 s (${WATCHES} asked)`)), 60_000);
     });
     await Promise.race([opened, timeout]).finally(() => clearTimeout(timer));
+    assert.equal(sim.api.activeWatches(), WATCHES, 'each watch is its own watch on the API server');
     sim.api.modify('configmaps', 'default', 'watched', (o) => (o.data = { n: '1' }));
     const changeTimeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`only ${sawChange} of ${WATCHES} watches saw the change within 30 s`)), 30_000);

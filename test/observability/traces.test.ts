@@ -360,12 +360,18 @@ describe('traces, logs and metrics of two kas nodes and their agents', () => {
   });
 
   /** The seven spans of a request through node 0 to the agent on node 1, each checked against its parent. */
-  function forwardedChain(spans: ExportedSpan[], routeName: string) {
+  /** `sharedWatch`: a watch others may join, routed under a span of its own below the caller's. */
+  function forwardedChain(spans: ExportedSpan[], routeName: string, sharedWatch = false) {
     const server0 = one(spans, 'server span on the node called', (s) => s.kind === 'SERVER' && s.instance === cluster.nodes[0]!.name);
     const route = one(spans, 'routing span', (s) => s.name === routeName);
     assertChild(route, server0, spans);
+    let routedBy = route;
+    if (sharedWatch) {
+      routedBy = one(spans, 'shared watch routing span', (s) => s.name === 'route kubernetes shared watch');
+      assertChild(routedBy, route, spans);
+    }
     const forward = one(spans, 'kas-to-kas client span', (s) => s.kind === 'CLIENT' && s.service === 'kas');
-    assertChild(forward, route, spans);
+    assertChild(forward, routedBy, spans);
     const server1 = one(spans, 'server span on the node holding the agent', (s) => s.kind === 'SERVER' && s.instance === cluster.nodes[1]!.name);
     assertChild(server1, forward, spans);
     const send = one(spans, 'send span', (s) => s.kind === 'PRODUCER');
@@ -374,7 +380,7 @@ describe('traces, logs and metrics of two kas nodes and their agents', () => {
     assertChild(consume, send, spans);
     const upstream = one(spans, 'agentk HTTP client span', (s) => s.kind === 'CLIENT' && s.service === 'agentk');
     assertChild(upstream, consume, spans);
-    return { server0, route, forward, server1, send, consume, upstream };
+    return { server0, route, routedBy, forward, server1, send, consume, upstream };
   }
 
   test('a Kubernetes list through the other node: one trace down to the agent’s call to the API server', async () => {
@@ -413,8 +419,15 @@ describe('traces, logs and metrics of two kas nodes and their agents', () => {
     const events = body.trim().split('\n').map((line) => (JSON.parse(line) as { type: string }).type);
     assert.deepEqual(events, ['ADDED', 'DELETED'], 'the watch saw both changes, then the API server ended it');
 
-    const spans = await otlp.waitForTrace(traceId, (s) => s.length >= 7 && s.some((x) => x.service === 'agentk' && x.kind === 'CLIENT'));
-    const { server0, send, consume, upstream } = forwardedChain(spans, 'route kubernetes');
+    const spans = await otlp.waitForTrace(traceId, (s) => s.length >= 8 && s.some((x) => x.service === 'agentk' && x.kind === 'CLIENT'));
+    const { server0, route, routedBy, send, consume, upstream } = forwardedChain(spans, 'route kubernetes', true);
+    // A watch from a resourceVersion may be shared: this caller started the upstream watch.
+    assert.equal(route.attributes['kas.watch.shared'], false);
+    assert.equal(route.attributes['kas.watch.viewers'], 1);
+    for (const span of [route, routedBy]) {
+      assert.equal(span.attributes['kas.agent.replica'], 'kube-0', span.name);
+      assert.equal(span.attributes['kas.node'], cluster.nodes[1]!.name, span.name);
+    }
     assert.equal(upstream.attributes['http.response.status_code'], 200);
     assert.match(String(upstream.attributes['url.full']), /\/api\/v1\/namespaces\/shop\/pods\?watch=1&/);
     for (const span of [send, consume]) {

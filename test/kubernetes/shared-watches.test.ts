@@ -1,0 +1,302 @@
+// Identical watches share one upstream watch (server/routing/sharedWatches.ts): through the node
+// that does NOT hold the agent, several callers watching the same thing from the same
+// resourceVersion cost the API server one watch, and every caller still gets exactly the events
+// its own watch would have given it: late joiners get what they missed, each caller's
+// timeoutSeconds is its own, a caller that stops reading is ended without holding up the others,
+// and the upstream watch ends with its last viewer.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { shareableWatch } from '../../server/routing/sharedWatches.ts';
+import type { AgentRequestSpec } from '../../server/routing/spec.ts';
+import { KasCluster } from '../support/kas.ts';
+import { type KubeSim, startKubeSim } from '../support/k8sSim.ts';
+import { waitFor } from '../support/procs.ts';
+import { makeTestPki } from '../support/tls.ts';
+
+describe('which watches may be shared', () => {
+  const spec = (query: string, headers: Record<string, string> = {}): AgentRequestSpec => ({
+    agentId: 'a',
+    upstream: 'kubernetes',
+    method: 'GET',
+    path: '/api/v1/namespaces/x/pods',
+    query,
+    headers,
+    body: undefined,
+    streaming: true,
+    timeoutMs: 0,
+  });
+
+  test('the same watch from another resourceVersion or with another timeout shares a key', () => {
+    const a = shareableWatch(spec('watch=1&resourceVersion=10&labelSelector=app%3Dx&timeoutSeconds=30'))!;
+    const b = shareableWatch(spec('labelSelector=app%3Dx&resourceVersion=12&watch=1', { accept: 'application/json, */*' }))!;
+    const c = shareableWatch(spec('labelSelector=app%3Dx&resourceVersion=12&watch=1'))!;
+    assert.equal(a.key, c.key);
+    assert.notEqual(a.key, b.key, 'another Accept is another answer');
+    assert.equal(a.resourceVersion, '10');
+    assert.equal(a.timeoutSeconds, 30);
+    assert.equal(new URLSearchParams(a.upstreamSpec.query).get('timeoutSeconds'), '30', 'the first caller asks the API server as it would');
+    assert.equal(new URLSearchParams(a.upstreamSpec.query).get('resourceVersion'), '10');
+    assert.notEqual(shareableWatch(spec('watch=1&resourceVersion=10&labelSelector=app%3Dy'))!.key, a.key);
+    assert.ok(shareableWatch(spec('watch=true&resourceVersion=10', { accept: 'application/json' })));
+  });
+
+  test('watches that ask for the current state, Tables, protobuf, lists and logs are not shared', () => {
+    assert.equal(shareableWatch(spec('watch=1')), undefined);
+    assert.equal(shareableWatch(spec('watch=1&resourceVersion=0')), undefined);
+    assert.equal(shareableWatch(spec('watch=1&resourceVersion=5&sendInitialEvents=true')), undefined);
+    assert.equal(shareableWatch(spec('watch=1&resourceVersion=5', { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' })), undefined);
+    assert.equal(shareableWatch(spec('watch=1&resourceVersion=5', { accept: 'application/vnd.kubernetes.protobuf' })), undefined);
+    assert.equal(shareableWatch(spec('watch=1&resourceVersion=5&timeoutSeconds=abc')), undefined);
+    assert.equal(shareableWatch({ ...spec('resourceVersion=5'), streaming: false }), undefined);
+    assert.equal(shareableWatch({ ...spec('follow=true'), path: '/api/v1/namespaces/x/pods/p/log' }), undefined);
+    assert.equal(shareableWatch({ ...spec('watch=1&resourceVersion=5'), upstream: 'prometheus' }), undefined);
+  });
+});
+
+interface WatchEvent {
+  type: string;
+  object: { metadata?: { name?: string; resourceVersion?: string }; code?: number };
+}
+
+/** One caller's watch: every event it parsed, and whether its stream ended. */
+class Watcher {
+  events: WatchEvent[] = [];
+  ended = false;
+  status = 0;
+  headers: http.IncomingHttpHeaders = {};
+  res: http.IncomingMessage | undefined;
+  #req: http.ClientRequest;
+  #opened: Promise<void>;
+
+  constructor(url: string, token: string, headers: Record<string, string> = {}) {
+    let buffer = '';
+    this.#req = http.get(url, { agent: false, headers: { authorization: `Bearer ${token}`, ...headers } });
+    this.#opened = new Promise((resolve, reject) => {
+      this.#req.on('error', reject);
+      this.#req.on('response', (res) => {
+        this.res = res;
+        this.status = res.statusCode ?? 0;
+        this.headers = res.headers;
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          buffer += chunk;
+          for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
+            const line = buffer.slice(0, nl);
+            buffer = buffer.slice(nl + 1);
+            if (line.trim()) this.events.push(JSON.parse(line) as WatchEvent);
+          }
+        });
+        res.on('end', () => (this.ended = true));
+        res.on('error', () => (this.ended = true));
+        resolve();
+      });
+    });
+  }
+
+  opened(): Promise<void> {
+    return this.#opened;
+  }
+
+  versions(type = 'MODIFIED'): string[] {
+    return this.events.filter((e) => e.type === type).map((e) => e.object.metadata?.resourceVersion ?? '?');
+  }
+
+  close(): void {
+    this.#req.destroy();
+  }
+}
+
+let dir: string;
+let sim: KubeSim;
+let cluster: KasCluster;
+let token: string;
+let base: string;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kas-shared-'));
+  const pki = await makeTestPki(join(dir, 'pki'));
+  sim = await startKubeSim({ tls: pki, token: 'sa' });
+  const kubeconfig = join(dir, 'kubeconfig');
+  await writeFile(kubeconfig, sim.kubeconfig({ caFile: pki.caFile, token: 'sa' }));
+  cluster = await KasCluster.start({ nodes: 2 });
+  const agentToken = await cluster.registerAgent('shared');
+  // Keep-alive lines on idle watches every 300 ms: they must not stop a watch from being shared.
+  await cluster.startAgent({
+    id: 'shared',
+    token: agentToken,
+    node: 0,
+    configYaml: `kubernetes:\n  kubeconfig: ${kubeconfig}\n`,
+    env: { AGENTK_WATCH_KEEPALIVE: '300ms' },
+  });
+  token = await cluster.issueToken();
+  await cluster.waitForReplicas('shared', 1, token, 1);
+  base = `${cluster.nodes[1]!.apiUrl}/api/v1/agents/shared/kubernetes`;
+});
+
+after(async () => {
+  await cluster?.stop();
+  await sim?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+function change(namespace: string, name: string, n: number): string {
+  return sim.api.modify('configmaps', namespace, name, (o) => (o.data = { n: String(n) })).metadata!.resourceVersion!;
+}
+
+async function closeAll(watchers: Watcher[]): Promise<void> {
+  for (const w of watchers) w.close();
+  await waitFor(() => sim.api.activeWatches() === 0, { what: 'the upstream watches to end', timeoutMs: 10_000 });
+}
+
+test('identical watches through the other node cost one watch on the API server; each caller gets every event', async () => {
+  sim.api.create('configmaps', { metadata: { name: 'one', namespace: 'share-a' }, data: { n: '0' } });
+  const rv = sim.api.resourceVersion();
+  const url = `${base}/api/v1/namespaces/share-a/configmaps?watch=1&resourceVersion=${rv}`;
+  const watchers = [new Watcher(url, token), new Watcher(url, token), new Watcher(url, token, { accept: 'application/json' })];
+  try {
+    await Promise.all(watchers.map((w) => w.opened()));
+    for (const w of watchers) assert.equal(w.status, 200);
+    assert.equal(sim.api.activeWatches(), 2, 'one upstream watch for the two identical ones, one for the other Accept');
+    const versions = [change('share-a', 'one', 1), change('share-a', 'one', 2), change('share-a', 'one', 3)];
+    await waitFor(() => watchers.every((w) => w.versions().length === 3), { what: 'every caller to see 3 changes', timeoutMs: 10_000 });
+    for (const w of watchers) assert.deepEqual(w.versions(), versions);
+    assert.ok(watchers.every((w) => w.headers['x-kas-node'] === 'kas-0'), 'answered by the node holding the agent');
+    assert.notEqual(watchers[0]!.headers['x-trace-id'], watchers[1]!.headers['x-trace-id'], 'each caller keeps its own trace id');
+  } finally {
+    await closeAll(watchers);
+  }
+});
+
+test('a caller that joins later, from the resourceVersion of an event or of the start, gets what it missed, once', async () => {
+  sim.api.create('configmaps', { metadata: { name: 'two', namespace: 'share-b' }, data: { n: '0' } });
+  const start = sim.api.resourceVersion();
+  const url = (rv: string) => `${base}/api/v1/namespaces/share-b/configmaps?watch=1&resourceVersion=${rv}`;
+  const first = new Watcher(url(start), token);
+  const watchers = [first];
+  try {
+    await first.opened();
+    const versions = [change('share-b', 'two', 1), change('share-b', 'two', 2), change('share-b', 'two', 3)];
+    await waitFor(() => first.versions().length === 3, { what: 'the first caller to see 3 changes', timeoutMs: 10_000 });
+    // Idle long enough for keep-alive lines to pass: the watch can still be joined afterwards.
+    await new Promise((r) => setTimeout(r, 800));
+    const fromEvent = new Watcher(url(versions[0]!), token);
+    const fromStart = new Watcher(url(start), token);
+    watchers.push(fromEvent, fromStart);
+    await Promise.all([fromEvent.opened(), fromStart.opened()]);
+    await waitFor(() => fromEvent.versions().length === 2 && fromStart.versions().length === 3, { what: 'the late callers to catch up', timeoutMs: 10_000 });
+    assert.equal(sim.api.activeWatches(), 1, 'the late callers joined the running watch');
+    versions.push(change('share-b', 'two', 4));
+    await waitFor(() => watchers.every((w) => w.versions().at(-1) === versions[3]), { what: 'everyone to see the 4th change', timeoutMs: 10_000 });
+    assert.deepEqual(first.versions(), versions);
+    assert.deepEqual(fromEvent.versions(), versions.slice(1));
+    assert.deepEqual(fromStart.versions(), versions);
+    // A resourceVersion the shared watch cannot replay from gets an upstream watch of its own.
+    sim.api.create('configmaps', { metadata: { name: 'other', namespace: 'default' }, data: {} });
+    const elsewhere = new Watcher(url(sim.api.resourceVersion()), token);
+    watchers.push(elsewhere);
+    await elsewhere.opened();
+    assert.equal(sim.api.activeWatches(), 2);
+    versions.push(change('share-b', 'two', 5));
+    await waitFor(() => elsewhere.versions().length === 1, { what: 'the separate caller to see the 5th change', timeoutMs: 10_000 });
+    assert.deepEqual(elsewhere.versions(), [versions[4]]);
+    await waitFor(() => first.versions().length === 5, { what: 'the first caller to see the 5th change', timeoutMs: 10_000 });
+  } finally {
+    await closeAll(watchers);
+  }
+});
+
+test("a caller's shorter timeoutSeconds ends it alone; the upstream watch ends with the last caller, or its own timeout", async () => {
+  sim.api.create('configmaps', { metadata: { name: 'three', namespace: 'share-c' }, data: { n: '0' } });
+  const rv = sim.api.resourceVersion();
+  const url = `${base}/api/v1/namespaces/share-c/configmaps?watch=1&resourceVersion=${rv}`;
+  const long = new Watcher(url, token);
+  await long.opened();
+  const short = new Watcher(`${url}&timeoutSeconds=1`, token);
+  let first: Watcher | undefined;
+  let joined: Watcher | undefined;
+  try {
+    await short.opened();
+    assert.equal(sim.api.activeWatches(), 1);
+    await waitFor(() => short.ended, { what: 'the 1 s watch to end', timeoutMs: 5_000 });
+    assert.equal(long.ended, false);
+    const version = change('share-c', 'three', 1);
+    await waitFor(() => long.versions().length === 1, { what: 'the remaining caller to see the change', timeoutMs: 10_000 });
+    assert.deepEqual(long.versions(), [version]);
+    assert.deepEqual(short.versions(), []);
+    assert.equal(sim.api.activeWatches(), 1);
+    long.close();
+    await waitFor(() => sim.api.activeWatches() === 0, { what: 'the upstream watch to end with its last caller', timeoutMs: 10_000 });
+
+    // Started by a caller with a timeout: the API server ends it then, and every caller with it.
+    first = new Watcher(`${url}&timeoutSeconds=1`, token);
+    await first.opened();
+    joined = new Watcher(`${url}&timeoutSeconds=60`, token);
+    await joined.opened();
+    assert.equal(sim.api.activeWatches(), 1);
+    assert.equal(sim.api.requests().findLast((r) => r.path.includes('share-c'))?.params.get('timeoutSeconds'), '1', "the first caller's timeout");
+    await waitFor(() => first!.ended && joined!.ended, { what: 'both to end with the upstream watch', timeoutMs: 5_000 });
+    assert.equal(sim.api.activeWatches(), 0);
+  } finally {
+    await closeAll([short, long, ...(first ? [first] : []), ...(joined ? [joined] : [])]);
+  }
+});
+
+test('a caller that stops reading is ended once far behind; the others get everything meanwhile', async () => {
+  const big = 'x'.repeat(100_000);
+  sim.api.create('configmaps', { metadata: { name: 'four', namespace: 'share-d' }, data: { big, n: '0' } });
+  const rv = sim.api.resourceVersion();
+  const url = `${base}/api/v1/namespaces/share-d/configmaps?watch=1&resourceVersion=${rv}`;
+  const reader = new Watcher(url, token);
+  const stalled = new Watcher(url, token);
+  try {
+    await Promise.all([reader.opened(), stalled.opened()]);
+    stalled.res!.pause();
+    // 40 MB of events: past what the sockets on the way buffer, and past the 4 MiB kas keeps per caller.
+    const changes = 400;
+    for (let n = 1; n <= changes; n++) {
+      sim.api.modify('configmaps', 'share-d', 'four', (o) => (o.data = { big, n: String(n) }));
+      if (n % 20 === 0) await new Promise((r) => setTimeout(r, 10));
+    }
+    await waitFor(() => reader.versions().length === changes, { what: 'the reading caller to get every change', timeoutMs: 30_000 });
+    assert.equal(reader.ended, false);
+    stalled.res!.resume();
+    await waitFor(() => stalled.ended, { what: 'the stalled caller to be ended', timeoutMs: 30_000 });
+    const got = stalled.versions();
+    assert.ok(got.length < changes, `the stalled caller was ended before the end (${got.length} of ${changes})`);
+    assert.deepEqual(got, reader.versions().slice(0, got.length), 'what it got is a prefix, in order: it re-watches from its last one');
+  } finally {
+    await closeAll([reader, stalled]);
+  }
+});
+
+test('a refusal or a 410 reaches every caller waiting on the shared watch', async () => {
+  // Policy: secrets are denied by agentk; both callers get its 403 Status.
+  const rv = sim.api.resourceVersion();
+  const denied = `${base}/api/v1/namespaces/share-e/secrets?watch=1&resourceVersion=${rv}`;
+  const refused = [new Watcher(denied, token), new Watcher(denied, token)];
+  await Promise.all(refused.map((w) => w.opened()));
+  await waitFor(() => refused.every((w) => w.ended), { what: 'both refusals to be read', timeoutMs: 5_000 });
+  for (const w of refused) assert.equal(w.status, 403);
+
+  // A compacted resourceVersion: the watch answers 200 with an ERROR 410 event, to each caller.
+  sim.api.create('configmaps', { metadata: { name: 'five', namespace: 'share-e' }, data: {} });
+  const old = rv;
+  change('share-e', 'five', 1);
+  sim.api.compact();
+  const url = `${base}/api/v1/namespaces/share-e/configmaps?watch=1&resourceVersion=${old}`;
+  const gone = [new Watcher(url, token), new Watcher(url, token)];
+  try {
+    await Promise.all(gone.map((w) => w.opened()));
+    await waitFor(() => gone.every((w) => w.events.length > 0), { what: 'both to get the ERROR event', timeoutMs: 10_000 });
+    for (const w of gone) {
+      assert.equal(w.events[0]!.type, 'ERROR');
+      assert.equal(w.events[0]!.object.code, 410);
+    }
+  } finally {
+    await closeAll(gone);
+  }
+});
