@@ -1,17 +1,20 @@
 // `npm start`: a complete local kas in one command, no Redis. Starts one kas node, registers an
 // agent "local" (once: its token is kept in <data dir>/local-agent.token), runs agentk with it,
-// starts a Prometheus when one is on PATH (scraping kas and agentk), issues a 24h API token and
-// prints how to use it. Ctrl-C or SIGTERM stops everything and exits 0.
+// starts a Prometheus when one is on PATH (scraping kas and agentk) and a demo Kubernetes cluster
+// (the API server simulator, scripts/demoCluster.ts), issues a 24h API token and prints how to
+// use it. Ctrl-C or SIGTERM stops everything and exits 0.
 //
 // Settings: the usual KAS_* variables (ports, KAS_DATA_DIR, LOG_LEVEL), AGENTK_OBSERVABILITY_LISTEN,
-// plus two of this script's own: PROMETHEUS_URL (use this Prometheus, start none) and
-// PROMETHEUS_LISTEN (where the started one listens; default 127.0.0.1:9090, or a free port).
+// plus three of this script's own: PROMETHEUS_URL (use this Prometheus, start none),
+// PROMETHEUS_LISTEN (where the started one listens; default 127.0.0.1:9090, or a free port) and
+// AGENT_KUBECONFIG (let the agent reach the cluster of this kubeconfig instead of the demo one).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { DEMO_NAMESPACE, type DemoCluster, startDemoCluster } from './demoCluster.ts';
 import { findExecutable } from './which.ts';
 import { AgentTokenStore, registerAgent, revokeAgent } from '../server/auth/agentTokens.ts';
 import { loadSecret } from '../server/auth/secrets.ts';
@@ -147,7 +150,7 @@ function shutdown(code: number): Promise<void> {
     const byName = (name: string) => children.find((c) => c.name === name);
     // The agent first, so kas has nothing in flight and drains at once; then the rest.
     await stopChild(byName('agentk'), 5_000);
-    await Promise.all([stopChild(byName('kas'), 35_000), stopChild(byName('prometheus'), 10_000)]);
+    await Promise.all([stopChild(byName('kas'), 35_000), stopChild(byName('prometheus'), 10_000), demoCluster?.stop()]);
     if (prometheusDir) await rm(prometheusDir, { recursive: true, force: true }).catch(() => undefined);
     if (code === 0) say('stopped');
     process.exit(code);
@@ -184,6 +187,7 @@ async function ensureAgentToken(tokensFile: string, tokenFile: string): Promise<
 }
 
 let prometheusDir: string | undefined;
+let demoCluster: DemoCluster | undefined;
 
 async function main(): Promise<void> {
   const env: NodeJS.ProcessEnv = { ...process.env, KAS_DATA_DIR: resolve(process.env.KAS_DATA_DIR || join(ROOT, '.kas')) };
@@ -241,12 +245,19 @@ async function main(): Promise<void> {
       '--log.level=warn',
     ], env);
   }
-  await writeFile(
-    agentConfigFile,
-    prometheusUrl
-      ? `# written by npm start; set PROMETHEUS_URL to use another Prometheus\nprometheus:\n  url: ${prometheusUrl}\n`
-      : '# written by npm start: no Prometheus was found; set PROMETHEUS_URL or put prometheus on PATH\n{}\n',
-  );
+  // Kubernetes: the cluster of AGENT_KUBECONFIG, else the demo cluster.
+  let kubeconfig = env.AGENT_KUBECONFIG ? resolve(env.AGENT_KUBECONFIG) : undefined;
+  if (!kubeconfig) {
+    kubeconfig = join(config.dataDir, 'demo-kubeconfig');
+    demoCluster = await startDemoCluster(kubeconfig);
+  }
+  const agentConfig = [
+    '# written by npm start; PROMETHEUS_URL and AGENT_KUBECONFIG choose what the agent reaches',
+    prometheusUrl ? `prometheus:\n  url: ${prometheusUrl}` : '# no Prometheus was found: set PROMETHEUS_URL or put prometheus on PATH',
+    `kubernetes:\n  kubeconfig: ${JSON.stringify(kubeconfig)}`,
+    '',
+  ];
+  await writeFile(agentConfigFile, agentConfig.join('\n'));
 
   const guard = ['--import', join(ROOT, 'scripts/exit-with-parent.ts')];
   const kas = startChild('kas', process.execPath, [...guard, join(ROOT, 'bin/kas.ts'), 'serve'], childEnv);
@@ -275,6 +286,8 @@ async function main(): Promise<void> {
   }
 
   const base = `${apiUrl}/api/v1/agents/${AGENT_ID}/prometheus`;
+  const kubernetesBase = `${apiUrl}/api/v1/agents/${AGENT_ID}/kubernetes`;
+  const namespace = demoCluster ? DEMO_NAMESPACE : 'default';
   const hostPart = apiUrl.replace(/^https?:\/\//, '');
   const lines = [
     '',
@@ -283,6 +296,9 @@ async function main(): Promise<void> {
     `  API        ${apiUrl}`,
     `  dashboard  ${apiUrl}/   (paste the token)`,
     `  agent      ${AGENT_ID}, connected${prometheusUrl ? `; its Prometheus is ${prometheusUrl}` : ', no Prometheus'}`,
+    demoCluster
+      ? `  cluster    a demo Kubernetes cluster (simulated, at ${demoCluster.url}); AGENT_KUBECONFIG=~/.kube/config npm start for yours`
+      : `  cluster    the one in ${kubeconfig}`,
     '',
     'An API token for every agent, valid 24h:',
     '',
@@ -292,6 +308,10 @@ async function main(): Promise<void> {
     '',
     `  curl -H "Authorization: Bearer $TOKEN" '${base}/api/v1/query?query=up'`,
     `  promtool query instant "${apiUrl.startsWith('https') ? 'https' : 'http'}://kas:$TOKEN@${hostPart}/api/v1/agents/${AGENT_ID}/prometheus" up`,
+    `  curl -H "Authorization: Bearer $TOKEN" '${kubernetesBase}/api/v1/namespaces/${namespace}/pods'`,
+    `  curl -N -H "Authorization: Bearer $TOKEN" '${kubernetesBase}/api/v1/namespaces/${namespace}/configmaps?watch=1'${demoCluster ? '   # a change every 5 s' : ''}`,
+    '',
+    '(kubectl sends its token over https only: see "Kubernetes" in README.md for kas with TLS.)',
     '',
   ];
   if (!prometheusUrl) {

@@ -1,5 +1,6 @@
-// `npm start` end to end: one command brings up kas, an agent and (when on PATH) Prometheus; the
-// printed token and curl example work; SIGINT stops every child and exits 0.
+// `npm start` end to end: one command brings up kas, an agent, a demo Kubernetes cluster and (when
+// on PATH) Prometheus; the printed token and curl examples work; SIGINT stops every child and
+// exits 0.
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -85,6 +86,16 @@ test('npm start runs kas, an agent and Prometheus; the printed token works; SIGI
     assert.ok((body.data?.result.length ?? 0) > 0, `up has series: ${JSON.stringify(body)}`);
     assert.ok(res.headers.get('x-kas-node'), 'the answer came through an agent');
   }
+
+  // The demo Kubernetes cluster answers through kas too.
+  const kubeCurl = await proc.waitForLine(/curl -H .*\/kubernetes\/api\/v1\/namespaces\/demo\/pods'/, 1_000);
+  const kubeUrl = /'(http:\/\/[^']+)'/.exec(kubeCurl)?.[1];
+  assert.equal(kubeUrl, `http://127.0.0.1:${api}/api/v1/agents/local/kubernetes/api/v1/namespaces/demo/pods`);
+  const pods = await fetch(kubeUrl, { headers: { authorization: `Bearer ${token}` } });
+  const podList = (await pods.json()) as { kind: string; items: { metadata: { name: string } }[] };
+  assert.equal(pods.status, 200, JSON.stringify(podList));
+  assert.equal(podList.kind, 'PodList');
+  assert.ok(podList.items.some((p) => p.metadata.name === 'worker-0'), JSON.stringify(podList.items.map((p) => p.metadata.name)));
 
   proc.signal('SIGINT');
   const exit = await proc.waitForExit(15_000);
