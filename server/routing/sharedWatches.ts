@@ -216,6 +216,8 @@ class SharedWatch {
   /** Resolves when this viewer's stream ends; rejects when the upstream failed before its head. */
   join(res: Response, watch: ShareableWatch, replay: BufferedEvent[], hooks: ViewerHooks): Promise<void> {
     return new Promise((resolve, reject) => {
+      // Gone already (it left while its request was being read): nothing to join.
+      if (res.destroyed || (res as { closed?: boolean }).closed) return resolve();
       const served: Viewer['served'] = { bytes: 0 };
       res.locals.served = served;
       const viewer: Viewer = { res, hooks, served, onClose: () => this.#leave(viewer) };
@@ -250,7 +252,10 @@ class SharedWatch {
 
   #send(viewer: Viewer, bytes: Buffer): void {
     const { res } = viewer;
-    if (res.writableEnded || res.destroyed) return;
+    if (res.writableEnded || res.destroyed) {
+      this.#leave(viewer); // its 'close' may still be on the way; it takes nothing more either way
+      return;
+    }
     viewer.served.bytes += bytes.byteLength;
     res.write(bytes);
     if (res.writableLength > SLOW_VIEWER_BYTES) {
@@ -397,6 +402,7 @@ export class SharedWatches {
    * caller's stream ends.
    */
   async serve(res: Response, watch: ShareableWatch, run: RunUpstream, hooks: ViewerHooks): Promise<void> {
+    if (res.destroyed || (res as { closed?: boolean }).closed) return; // the caller left already
     for (const candidate of this.#byKey.get(watch.key) ?? []) {
       const replay = candidate.replayFrom(watch.resourceVersion);
       if (replay) {
