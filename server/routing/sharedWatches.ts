@@ -13,9 +13,11 @@
 //
 // The upstream watch is asked with the first caller's timeoutSeconds (none: it lives while it has
 // viewers); a caller that joins with a shorter one is ended by kas when its time is up, one with a
-// longer one ends with the upstream watch, as an API server may end any watch early. A viewer that stops reading is ended cleanly once it has SLOW_VIEWER_BYTES
-// unsent, like an API server ends a watcher that falls behind; its client re-watches from its last
-// resourceVersion. Nobody else waits for it.
+// longer one ends with the upstream watch, as an API server may end any watch early. A viewer
+// that stops reading is ended cleanly once it has SLOW_VIEWER_BYTES unsent, like an API server
+// ends a watcher that falls behind; its client re-watches from its last resourceVersion. Nobody
+// else waits for it. Memory is bounded: per viewer by that limit (plus one event), per shared
+// watch by its replay buffer, and all replay buffers of a node together by REPLAY_TOTAL_BYTES.
 import { EventEmitter } from 'node:events';
 import type { Response } from 'express';
 import type { Logger } from 'pino';
@@ -25,8 +27,10 @@ import type { AgentRequestSpec } from './spec.ts';
 /** Events kept for callers that join later, and the bytes they may take. */
 export const REPLAY_MAX_EVENTS = 1024;
 export const REPLAY_MAX_BYTES = 4 * 1024 * 1024;
+/** What the replay buffers of all shared watches on a node may hold together. */
+export const REPLAY_TOTAL_BYTES = 64 * 1024 * 1024;
 /** A viewer with this much unsent is ended (cleanly: it re-watches from its last event). */
-export const SLOW_VIEWER_BYTES = 4 * 1024 * 1024;
+export const SLOW_VIEWER_BYTES = 1024 * 1024;
 
 const NEWLINE = 0x0a;
 /** Upstream headers that are about one response, not about the watch: each viewer keeps its own. */
@@ -190,7 +194,11 @@ class SharedWatch {
   /** When the upstream watch ends by itself (its timeoutSeconds), in performance.now() time. */
   readonly #upstreamDeadline: number;
 
-  constructor(watch: ShareableWatch, log: Logger, onClosed: (watch: SharedWatch) => void) {
+  /** The bytes of every replay buffer on this node (shared by all SharedWatch objects). */
+  #budget: { used: number; max: number };
+
+  constructor(watch: ShareableWatch, budget: { used: number; max: number }, log: Logger, onClosed: (watch: SharedWatch) => void) {
+    this.#budget = budget;
     this.key = watch.key;
     this.startVersion = watch.resourceVersion;
     this.#upstreamDeadline = watch.timeoutSeconds === undefined ? Infinity : performance.now() + watch.timeoutSeconds * 1000;
@@ -256,12 +264,14 @@ class SharedWatch {
       this.#leave(viewer); // its 'close' may still be on the way; it takes nothing more either way
       return;
     }
-    viewer.served.bytes += bytes.byteLength;
-    res.write(bytes);
+    // Judged on what is still unsent from earlier events, so one large event alone cuts no one.
     if (res.writableLength > SLOW_VIEWER_BYTES) {
       this.#log.warn({ unsent_bytes: res.writableLength }, 'a watch viewer fell behind; ending its stream so it re-watches');
       this.#endViewer(viewer);
+      return;
     }
+    viewer.served.bytes += bytes.byteLength;
+    res.write(bytes);
   }
 
   #endViewer(viewer: Viewer): void {
@@ -313,7 +323,7 @@ class SharedWatch {
   #event(line: Buffer): void {
     for (const viewer of this.#viewers) this.#send(viewer, line);
     // A keep-alive blank line (agentk's, on an idle watch): for those watching now, not an event.
-    if (!this.#joinable || isBlank(line)) return;
+    if (!this.#joinable || this.#closed || isBlank(line)) return;
     let resourceVersion: string | undefined;
     try {
       const event = JSON.parse(line.toString('utf8')) as { type?: string; object?: { metadata?: { resourceVersion?: unknown } } };
@@ -328,8 +338,16 @@ class SharedWatch {
     // A copy: the line may be a view into a much larger read buffer.
     this.#events.push({ resourceVersion, line: Buffer.from(line) });
     this.#eventBytes += line.byteLength;
-    while (this.#events.length > REPLAY_MAX_EVENTS || this.#eventBytes > REPLAY_MAX_BYTES) {
-      this.#eventBytes -= this.#events.shift()!.line.byteLength;
+    this.#budget.used += line.byteLength;
+    // Over the node's budget, the watch that is adding gives back from its own oldest events.
+    while (
+      this.#events.length > REPLAY_MAX_EVENTS ||
+      this.#eventBytes > REPLAY_MAX_BYTES ||
+      (this.#budget.used > this.#budget.max && this.#events.length > 0)
+    ) {
+      const dropped = this.#events.shift()!.line.byteLength;
+      this.#eventBytes -= dropped;
+      this.#budget.used -= dropped;
       this.#startDropped = true;
     }
   }
@@ -371,20 +389,26 @@ class SharedWatch {
   #close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Nobody joins a closed watch: its replay buffer goes.
+    this.#budget.used -= this.#eventBytes;
+    this.#eventBytes = 0;
+    this.#events = [];
     this.#onClosed(this);
   }
 }
 
 export class SharedWatches {
   #byKey = new Map<string, Set<SharedWatch>>();
+  #budget: { used: number; max: number };
   #log: Logger;
 
-  constructor(log: Logger) {
+  constructor(log: Logger, options: { replayTotalBytes?: number } = {}) {
     this.#log = log.child({ component: 'shared-watches' });
+    this.#budget = { used: 0, max: options.replayTotalBytes ?? REPLAY_TOTAL_BYTES };
   }
 
   /** Upstream watches open for sharing now, and their viewers: for tests and metrics. */
-  stats(): { upstreams: number; viewers: number } {
+  stats(): { upstreams: number; viewers: number; replayBytes: number } {
     let upstreams = 0;
     let viewers = 0;
     for (const set of this.#byKey.values()) {
@@ -393,7 +417,7 @@ export class SharedWatches {
         viewers += watch.viewers;
       }
     }
-    return { upstreams, viewers };
+    return { upstreams, viewers, replayBytes: this.#budget.used };
   }
 
   /**
@@ -410,7 +434,7 @@ export class SharedWatches {
         return candidate.join(res, watch, replay, hooks);
       }
     }
-    const shared = new SharedWatch(watch, this.#log, (closed) => this.#forget(closed));
+    const shared = new SharedWatch(watch, this.#budget, this.#log, (closed) => this.#forget(closed));
     let set = this.#byKey.get(watch.key);
     if (!set) this.#byKey.set(watch.key, (set = new Set()));
     set.add(shared);

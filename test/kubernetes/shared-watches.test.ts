@@ -5,12 +5,15 @@
 // timeoutSeconds is its own, a caller that stops reading is ended without holding up the others,
 // and the upstream watch ends with its last viewer.
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { shareableWatch } from '../../server/routing/sharedWatches.ts';
+import type { Response } from 'express';
+import { pino } from 'pino';
+import { SharedWatches, shareableWatch } from '../../server/routing/sharedWatches.ts';
 import type { AgentRequestSpec } from '../../server/routing/spec.ts';
 import { KasCluster } from '../support/kas.ts';
 import { type KubeSim, startKubeSim } from '../support/k8sSim.ts';
@@ -255,7 +258,7 @@ test('a caller that stops reading is ended once far behind; the others get every
   try {
     await Promise.all([reader.opened(), stalled.opened()]);
     stalled.res!.pause();
-    // 40 MB of events: past what the sockets on the way buffer, and past the 4 MiB kas keeps per caller.
+    // 40 MB of events: past what the sockets on the way buffer, and past the 1 MiB kas lets a caller fall behind.
     const changes = 400;
     for (let n = 1; n <= changes; n++) {
       sim.api.modify('configmaps', 'share-d', 'four', (o) => (o.data = { big, n: String(n) }));
@@ -299,4 +302,134 @@ test('a refusal or a 410 reaches every caller waiting on the shared watch', asyn
   } finally {
     await closeAll(gone);
   }
+});
+
+/** Just what SharedWatches uses of an express Response, recording what it was sent. */
+class FakeResponse extends EventEmitter {
+  headers: Record<string, unknown> = {};
+  status = 0;
+  body = '';
+  writableEnded = false;
+  destroyed = false;
+  writableLength = 0;
+  locals: Record<string, unknown> = {};
+  setHeader(name: string, value: unknown) {
+    this.headers[name] = value;
+  }
+  writeHead(status: number) {
+    this.status = status;
+  }
+  flushHeaders() {}
+  write(chunk: Buffer) {
+    this.body += chunk.toString();
+    return true;
+  }
+  end() {
+    this.writableEnded = true;
+    this.emit('close');
+  }
+  destroy() {
+    this.destroyed = true;
+    this.emit('close');
+  }
+  leave() {
+    this.destroyed = true;
+    this.emit('close');
+  }
+}
+
+describe('SharedWatches without the network', () => {
+  const log = pino({ level: 'silent' });
+  const watchSpec = (rv: string) =>
+    shareableWatch({
+      agentId: 'a',
+      upstream: 'kubernetes',
+      method: 'GET',
+      path: '/api/v1/configmaps',
+      query: `watch=1&resourceVersion=${rv}`,
+      headers: {},
+      body: undefined,
+      streaming: true,
+      timeoutMs: 0,
+    })!;
+  const event = (rv: number, pad = '') => `{"type":"MODIFIED","object":{"metadata":{"resourceVersion":"${rv}"},"pad":"${pad}"}}\n`;
+
+  /** Starts a shared watch whose upstream answer is written by the test through `upstream`. */
+  function start(watches: SharedWatches, rv: string) {
+    let upstream!: { write(text: string): void; end(): void; gone: Promise<void> };
+    const res = new FakeResponse();
+    const hooks = { joined: () => undefined, answered: () => undefined };
+    const served = watches.serve(res as unknown as Response, watchSpec(rv), async (fanOut) => {
+      fanOut.setHeader('content-type', 'application/json');
+      fanOut.writeHead(200);
+      await new Promise<void>((resolve) => {
+        upstream = { write: (text) => fanOut.write(Buffer.from(text)), end: () => (fanOut.end(), resolve()), gone: new Promise((r) => fanOut.once('close', r)) };
+      });
+    }, hooks);
+    return { res, served, upstream: () => upstream };
+  }
+  const join = (watches: SharedWatches, rv: string) => {
+    const res = new FakeResponse();
+    const served = watches.serve(res as unknown as Response, watchSpec(rv), () => Promise.reject(new Error('a new upstream watch was started')), {
+      joined: () => undefined,
+      answered: () => undefined,
+    });
+    return { res, served };
+  };
+
+  test('events split across chunks reach callers whole; blank keep-alive lines pass but are not replayed', async () => {
+    const watches = new SharedWatches(log);
+    const first = start(watches, '1');
+    await new Promise((r) => setImmediate(r));
+    const up = first.upstream();
+    const text = event(2) + '\n' + event(3);
+    up.write(text.slice(0, 10));
+    up.write(text.slice(10, 70));
+    up.write(text.slice(70));
+    assert.equal(first.res.body, text);
+    const late = join(watches, '2');
+    assert.equal(late.res.body, event(3), 'replayed from the event after resourceVersion 2, without the blank line');
+    up.end();
+    await Promise.all([first.served, late.served]);
+    assert.ok(first.res.writableEnded && late.res.writableEnded);
+    assert.deepEqual(watches.stats(), { upstreams: 0, viewers: 0, replayBytes: 0 });
+  });
+
+  test('all replay buffers together stay within the budget; a start that was dropped cannot be joined', async () => {
+    const watches = new SharedWatches(log, { replayTotalBytes: 10_000 });
+    const a = start(watches, '1');
+    const b = start(watches, '1000');
+    await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 100; i++) {
+      a.upstream().write(event(2 + i, 'x'.repeat(100)));
+      b.upstream().write(event(1001 + i, 'y'.repeat(100)));
+    }
+    const { replayBytes, upstreams } = watches.stats();
+    assert.equal(upstreams, 2);
+    assert.ok(replayBytes <= 10_000, `replay buffers hold ${replayBytes} bytes`);
+    assert.ok(replayBytes > 5_000, `and still replay recent events (${replayBytes} bytes)`);
+    // The start of a was dropped: a caller from it gets its own upstream watch, not a gap.
+    let startedOwn = false;
+    const fromStart = watches.serve(new FakeResponse() as unknown as Response, watchSpec('1'), async () => void (startedOwn = true), { joined: () => undefined, answered: () => undefined });
+    await fromStart.catch(() => undefined); // it answered nothing: the caller gets a 502
+    assert.ok(startedOwn);
+    // A recent event can still be joined from.
+    const recent = join(watches, String(2 + 98));
+    assert.equal(recent.res.body, event(2 + 99, 'x'.repeat(100)));
+    recent.res.leave();
+    a.res.leave();
+    b.res.leave();
+    await Promise.all([a.upstream().gone, b.upstream().gone]);
+    assert.equal(watches.stats().replayBytes, 0, 'closed watches give their replay bytes back');
+  });
+
+  test('a caller that left before it could join starts nothing', async () => {
+    const watches = new SharedWatches(log);
+    const res = new FakeResponse();
+    res.destroyed = true;
+    let started = false;
+    await watches.serve(res as unknown as Response, watchSpec('5'), async () => void (started = true), { joined: () => undefined, answered: () => undefined });
+    assert.equal(started, false);
+    assert.deepEqual(watches.stats(), { upstreams: 0, viewers: 0, replayBytes: 0 });
+  });
 });
