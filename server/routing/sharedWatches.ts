@@ -29,6 +29,8 @@ export const REPLAY_MAX_EVENTS = 1024;
 export const REPLAY_MAX_BYTES = 4 * 1024 * 1024;
 /** What the replay buffers of all shared watches on a node may hold together. */
 export const REPLAY_TOTAL_BYTES = 64 * 1024 * 1024;
+/** A line longer than this is no watch event: the stream is passed on unsplit and not shared further. */
+export const EVENT_MAX_BYTES = 8 * 1024 * 1024;
 /** A viewer with this much unsent is ended (cleanly: it re-watches from its last event). */
 export const SLOW_VIEWER_BYTES = 1024 * 1024;
 
@@ -183,6 +185,7 @@ class SharedWatch {
   /** The start can no longer be replayed: events after it were dropped from the buffer. */
   #startDropped = false;
   #partial: Buffer[] = [];
+  #partialBytes = 0;
   /** Takes no more viewers: ended, failed, or its answer is not a JSON watch stream. */
   #closed = false;
   #joinable = true;
@@ -306,18 +309,42 @@ class SharedWatch {
   }
 
   onData(chunk: Buffer): void {
+    if (!this.#joinable) {
+      // Nobody joins any more: the bytes go on as they come.
+      this.#flushPartial();
+      for (const viewer of this.#viewers) this.#send(viewer, chunk);
+      return;
+    }
     let start = 0;
     for (let newline = chunk.indexOf(NEWLINE); newline >= 0; newline = chunk.indexOf(NEWLINE, start)) {
       let line = chunk.subarray(start, newline + 1);
       if (this.#partial.length > 0) {
         line = Buffer.concat([...this.#partial, line]);
         this.#partial = [];
+        this.#partialBytes = 0;
       }
       this.#event(line);
       start = newline + 1;
     }
     // Part of an event: viewers get whole events only, so one that joins later starts at one.
-    if (start < chunk.byteLength) this.#partial.push(Buffer.from(chunk.subarray(start)));
+    if (start < chunk.byteLength) {
+      this.#partial.push(Buffer.from(chunk.subarray(start)));
+      this.#partialBytes += chunk.byteLength - start;
+      // No event is this large (the API server's objects are at most about 1.5 MB): not a watch
+      // stream after all. Pass it on unsplit, and let nobody else join it.
+      if (this.#partialBytes > EVENT_MAX_BYTES) {
+        this.#joinable = false;
+        this.#flushPartial();
+      }
+    }
+  }
+
+  #flushPartial(): void {
+    if (this.#partial.length === 0) return;
+    const rest = Buffer.concat(this.#partial);
+    this.#partial = [];
+    this.#partialBytes = 0;
+    for (const viewer of this.#viewers) this.#send(viewer, rest);
   }
 
   #event(line: Buffer): void {
@@ -353,11 +380,7 @@ class SharedWatch {
   }
 
   onEnd(): void {
-    if (this.#partial.length > 0) {
-      const rest = Buffer.concat(this.#partial);
-      this.#partial = [];
-      for (const viewer of this.#viewers) this.#send(viewer, rest);
-    }
+    this.#flushPartial();
     this.#close();
     for (const viewer of [...this.#viewers]) this.#endViewer(viewer);
   }

@@ -423,6 +423,23 @@ describe('SharedWatches without the network', () => {
     assert.equal(watches.stats().replayBytes, 0, 'closed watches give their replay bytes back');
   });
 
+  test('an answer with no line ends is passed on unsplit, and nobody joins it', async () => {
+    const watches = new SharedWatches(log);
+    const first = start(watches, '1');
+    await new Promise((r) => setImmediate(r));
+    const piece = 'z'.repeat(1024 * 1024);
+    for (let i = 0; i < 9; i++) first.upstream().write(piece);
+    assert.equal(first.res.body.length, 9 * piece.length, 'held back no more than one event may be');
+    let startedOwn = false;
+    const other = watches.serve(new FakeResponse() as unknown as Response, watchSpec('1'), async () => void (startedOwn = true), { joined: () => undefined, answered: () => undefined });
+    await other.catch(() => undefined);
+    assert.ok(startedOwn, 'a second caller got its own upstream watch');
+    first.upstream().write('tail');
+    assert.ok(first.res.body.endsWith('tail'));
+    first.upstream().end();
+    await first.served;
+  });
+
   test('a caller that left before it could join starts nothing', async () => {
     const watches = new SharedWatches(log);
     const res = new FakeResponse();
