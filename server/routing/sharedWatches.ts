@@ -14,8 +14,8 @@
 // The upstream watch is asked with the first caller's timeoutSeconds (none: it lives while it has
 // viewers); a caller that joins with a shorter one is ended by kas when its time is up, one with a
 // longer one ends with the upstream watch, as an API server may end any watch early. A viewer
-// that stops reading is ended cleanly once it has SLOW_VIEWER_BYTES unsent, like an API server
-// ends a watcher that falls behind; its client re-watches from its last resourceVersion. Nobody
+// that stops reading is ended cleanly once it stays behind (see SLOW_VIEWER_BYTES), like an API
+// server ends a watcher that falls behind; its client re-watches from its last resourceVersion. Nobody
 // else waits for it. Memory is bounded: per viewer by that limit (plus one event), per shared
 // watch by its replay buffer, and all replay buffers of a node together by REPLAY_TOTAL_BYTES.
 import { EventEmitter } from 'node:events';
@@ -31,8 +31,14 @@ export const REPLAY_MAX_BYTES = 4 * 1024 * 1024;
 export const REPLAY_TOTAL_BYTES = 64 * 1024 * 1024;
 /** A line longer than this is no watch event: the stream is passed on unsplit and not shared further. */
 export const EVENT_MAX_BYTES = 8 * 1024 * 1024;
-/** A viewer with this much unsent is ended (cleanly: it re-watches from its last event). */
+/**
+ * A viewer is ended (cleanly: it re-watches from its last event) when it has had more than
+ * SLOW_VIEWER_BYTES unsent for SLOW_VIEWER_GRACE_MS, or more than VIEWER_MAX_UNSENT_BYTES at all:
+ * a burst of large events does not cut a caller that reads, one that stopped reading goes.
+ */
 export const SLOW_VIEWER_BYTES = 1024 * 1024;
+export const SLOW_VIEWER_GRACE_MS = 10_000;
+export const VIEWER_MAX_UNSENT_BYTES = 16 * 1024 * 1024;
 
 const NEWLINE = 0x0a;
 /** Upstream headers that are about one response, not about the watch: each viewer keeps its own. */
@@ -92,6 +98,8 @@ interface Viewer {
   hooks: ViewerHooks;
   served: { bytes: number; node?: string; replica?: string };
   timer?: NodeJS.Timeout;
+  /** Since when it has had more than SLOW_VIEWER_BYTES unsent (performance.now()). */
+  behindSince?: number;
   onClose: () => void;
 }
 
@@ -268,10 +276,17 @@ class SharedWatch {
       return;
     }
     // Judged on what is still unsent from earlier events, so one large event alone cuts no one.
-    if (res.writableLength > SLOW_VIEWER_BYTES) {
-      this.#log.warn({ unsent_bytes: res.writableLength }, 'a watch viewer fell behind; ending its stream so it re-watches');
-      this.#endViewer(viewer);
-      return;
+    const unsent = res.writableLength;
+    if (unsent <= SLOW_VIEWER_BYTES) {
+      viewer.behindSince = undefined;
+    } else {
+      const now = performance.now();
+      viewer.behindSince ??= now;
+      if (unsent > VIEWER_MAX_UNSENT_BYTES || now - viewer.behindSince > SLOW_VIEWER_GRACE_MS) {
+        this.#log.warn({ unsent_bytes: unsent }, 'a watch viewer fell behind; ending its stream so it re-watches');
+        this.#endViewer(viewer);
+        return;
+      }
     }
     viewer.served.bytes += bytes.byteLength;
     res.write(bytes);

@@ -140,7 +140,8 @@ describe('watch keep-alive', () => {
   test('a silent watch gets blank lines at event boundaries only', async () => {
     async function* source() {
       yield Buffer.from('{"type":"ADDED"}\n');
-      await new Promise((r) => setTimeout(r, 120));
+      // Long against the 40 ms interval, so that a busy machine's late timers still give several.
+      await new Promise((r) => setTimeout(r, 400));
       yield Buffer.from('{"type":"MOD');
       await new Promise((r) => setTimeout(r, 120));
       yield Buffer.from('IFIED"}\n');

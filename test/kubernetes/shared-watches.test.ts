@@ -235,13 +235,14 @@ test("a caller's shorter timeoutSeconds ends it alone; the upstream watch ends w
     await waitFor(() => sim.api.activeWatches() === 0, { what: 'the upstream watch to end with its last caller', timeoutMs: 10_000 });
 
     // Started by a caller with a timeout: the API server ends it then, and every caller with it.
-    first = new Watcher(`${url}&timeoutSeconds=1`, token);
+    // 3 s: time enough for the second caller to join even on a busy machine.
+    first = new Watcher(`${url}&timeoutSeconds=3`, token);
     await first.opened();
     joined = new Watcher(`${url}&timeoutSeconds=60`, token);
     await joined.opened();
     assert.equal(sim.api.activeWatches(), 1);
-    assert.equal(sim.api.requests().findLast((r) => r.path.includes('share-c'))?.params.get('timeoutSeconds'), '1', "the first caller's timeout");
-    await waitFor(() => first!.ended && joined!.ended, { what: 'both to end with the upstream watch', timeoutMs: 5_000 });
+    assert.equal(sim.api.requests().findLast((r) => r.path.includes('share-c'))?.params.get('timeoutSeconds'), '3', "the first caller's timeout");
+    await waitFor(() => first!.ended && joined!.ended, { what: 'both to end with the upstream watch', timeoutMs: 10_000 });
     assert.equal(sim.api.activeWatches(), 0);
   } finally {
     await closeAll([short, long, ...(first ? [first] : []), ...(joined ? [joined] : [])]);
@@ -258,11 +259,12 @@ test('a caller that stops reading is ended once far behind; the others get every
   try {
     await Promise.all([reader.opened(), stalled.opened()]);
     stalled.res!.pause();
-    // 40 MB of events: past what the sockets on the way buffer, and past the 1 MiB kas lets a caller fall behind.
-    const changes = 400;
+    // 50 MB of events: past what the sockets on the way buffer plus the 16 MiB kas lets a caller
+    // have unsent; in bursts of 1 MB that a caller that reads keeps up with.
+    const changes = 500;
     for (let n = 1; n <= changes; n++) {
       sim.api.modify('configmaps', 'share-d', 'four', (o) => (o.data = { big, n: String(n) }));
-      if (n % 20 === 0) await new Promise((r) => setTimeout(r, 10));
+      if (n % 10 === 0) await new Promise((r) => setTimeout(r, 10));
     }
     await waitFor(() => reader.versions().length === changes, { what: 'the reading caller to get every change', timeoutMs: 30_000 });
     assert.equal(reader.ended, false);
