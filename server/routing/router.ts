@@ -57,11 +57,11 @@ type CallerRequest = { readonly destroyed: boolean };
 
 export class AgentRouter {
   #o: RouterOptions;
-  readonly sharedWatches: SharedWatches;
+  #sharedWatches: SharedWatches;
 
   constructor(options: RouterOptions) {
     this.#o = options;
-    this.sharedWatches = new SharedWatches(options.log);
+    this.#sharedWatches = new SharedWatches(options.log);
   }
 
   /**
@@ -73,19 +73,10 @@ export class AgentRouter {
     if (!this.#o.tokens.isRegistered(spec.agentId)) {
       throw new KasError('not_found', `agent ${spec.agentId} is not registered; register it with "kas agent register ${spec.agentId}"`);
     }
-    const attributes = { 'kas.agent.id': spec.agentId, 'kas.upstream': spec.upstream };
     const shareable = shareableWatch(spec);
-    await tracer.startActiveSpan(`route ${spec.upstream}`, { attributes }, async (span) => {
-      try {
-        if (shareable) await this.#serveShared(res, shareable, sub, span);
-        else await this.#route(req, res, spec, sub, span);
-      } catch (error) {
-        failSpan(span, error instanceof KasError ? error.code : 'internal', error);
-        throw error;
-      } finally {
-        span.end();
-      }
-    });
+    await inRouteSpan(`route ${spec.upstream}`, spec, (span) =>
+      shareable ? this.#serveShared(res, shareable, sub, span) : this.#route(req, res, spec, sub, span),
+    );
   }
 
   /**
@@ -94,20 +85,13 @@ export class AgentRouter {
    * upstream request is routed under a span of its own, which lives as long as the upstream watch.
    */
   async #serveShared(res: Response, watch: ShareableWatch, sub: string, span: Span): Promise<void> {
-    await this.sharedWatches.serve(
+    await this.#sharedWatches.serve(
       res,
       watch,
       (fanOut, upstreamSpec) =>
-        tracer.startActiveSpan('route kubernetes shared watch', { attributes: { 'kas.agent.id': upstreamSpec.agentId, 'kas.upstream': upstreamSpec.upstream } }, async (upstreamSpan) => {
-          try {
-            await this.#route(fanOut as unknown as CallerRequest, fanOut, upstreamSpec, sub, upstreamSpan);
-          } catch (error) {
-            failSpan(upstreamSpan, error instanceof KasError ? error.code : 'internal', error);
-            throw error;
-          } finally {
-            upstreamSpan.end();
-          }
-        }),
+        inRouteSpan('route kubernetes shared watch', upstreamSpec, (upstreamSpan) =>
+          this.#route(fanOut as unknown as CallerRequest, fanOut, upstreamSpec, sub, upstreamSpan),
+        ),
       {
         joined: (joined, viewers) => span.setAttributes({ 'kas.watch.shared': joined, 'kas.watch.viewers': viewers }),
         answered: (node, replica) => span.setAttributes({ 'kas.agent.replica': replica, 'kas.node': node }),
@@ -296,6 +280,21 @@ export class AgentRouter {
     span.end();
     return outcome.failedBeforeHead;
   }
+}
+
+/** Runs `fn` under a routing span that ends with it and records its failure, if any. */
+function inRouteSpan(name: string, spec: AgentRequestSpec, fn: (span: Span) => Promise<void>): Promise<void> {
+  const attributes = { 'kas.agent.id': spec.agentId, 'kas.upstream': spec.upstream };
+  return tracer.startActiveSpan(name, { attributes }, async (span) => {
+    try {
+      await fn(span);
+    } catch (error) {
+      failSpan(span, error instanceof KasError ? error.code : 'internal', error);
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
 }
 
 /** Who is answering, and the bytes so far: the API app's log line reads it when the response closes. */

@@ -96,6 +96,9 @@ export interface ViewerHooks {
 interface Viewer {
   res: Response;
   hooks: ViewerHooks;
+  /** Settles the caller's serve(): its stream ended, or the upstream failed before any head. */
+  done: () => void;
+  fail: (error: unknown) => void;
   served: { bytes: number; node?: string; replica?: string };
   timer?: NodeJS.Timeout;
   /** Since when it has had more than SLOW_VIEWER_BYTES unsent (performance.now()). */
@@ -177,6 +180,11 @@ class FanOutResponse extends EventEmitter {
   }
 }
 
+/** The caller's connection closed (perhaps before its 'close' listener was added). */
+function callerGone(res: Response): boolean {
+  return res.destroyed || (res as { closed?: boolean }).closed === true;
+}
+
 function isBlank(line: Buffer): boolean {
   for (const byte of line) if (byte !== 0x0a && byte !== 0x0d && byte !== 0x20 && byte !== 0x09) return false;
   return true;
@@ -186,7 +194,8 @@ class SharedWatch {
   readonly key: string;
   readonly startVersion: string;
   #viewers = new Set<Viewer>();
-  #waiting: { resolve: () => void; reject: (error: unknown) => void; viewer: Viewer }[] = [];
+  /** Viewers that joined before the head: they get it when it comes. */
+  #waiting: Viewer[] = [];
   #head: Head | undefined;
   #events: BufferedEvent[] = [];
   #eventBytes = 0;
@@ -197,7 +206,6 @@ class SharedWatch {
   /** Takes no more viewers: ended, failed, or its answer is not a JSON watch stream. */
   #closed = false;
   #joinable = true;
-  #done = new Map<Viewer, () => void>();
   readonly fanOut: FanOutResponse;
   #log: Logger;
   #onClosed: (watch: SharedWatch) => void;
@@ -236,19 +244,18 @@ class SharedWatch {
   join(res: Response, watch: ShareableWatch, replay: BufferedEvent[], hooks: ViewerHooks): Promise<void> {
     return new Promise((resolve, reject) => {
       // Gone already (it left while its request was being read): nothing to join.
-      if (res.destroyed || (res as { closed?: boolean }).closed) return resolve();
+      if (callerGone(res)) return resolve();
       const served: Viewer['served'] = { bytes: 0 };
       res.locals.served = served;
-      const viewer: Viewer = { res, hooks, served, onClose: () => this.#leave(viewer) };
+      const viewer: Viewer = { res, hooks, served, done: resolve, fail: reject, onClose: () => this.#leave(viewer) };
       res.once('close', viewer.onClose);
       // Only a caller whose time is up before the upstream watch's needs a timer of its own.
       const timeoutMs = watch.timeoutSeconds === undefined ? Infinity : watch.timeoutSeconds * 1000;
       if (performance.now() + timeoutMs < this.#upstreamDeadline) {
         viewer.timer = setTimeout(() => this.#endViewer(viewer), timeoutMs);
       }
-      this.#done.set(viewer, resolve);
       if (!this.#head) {
-        this.#waiting.push({ resolve, reject, viewer });
+        this.#waiting.push(viewer);
         return;
       }
       this.#start(viewer, this.#head);
@@ -301,11 +308,9 @@ class SharedWatch {
     clearTimeout(viewer.timer);
     viewer.res.off('close', viewer.onClose);
     this.#viewers.delete(viewer);
-    const waitingIndex = this.#waiting.findIndex((w) => w.viewer === viewer);
+    const waitingIndex = this.#waiting.indexOf(viewer);
     if (waitingIndex >= 0) this.#waiting.splice(waitingIndex, 1);
-    const done = this.#done.get(viewer);
-    this.#done.delete(viewer);
-    done?.();
+    viewer.done(); // settling twice is harmless
     if (this.viewers === 0 && !this.#closed) {
       this.#close();
       this.fanOut.abandon();
@@ -320,7 +325,7 @@ class SharedWatch {
     if (head.status !== 200 || !/^application\/json\b/i.test(type)) this.#joinable = false;
     const waiting = this.#waiting;
     this.#waiting = [];
-    for (const { viewer } of waiting) this.#start(viewer, head);
+    for (const viewer of waiting) this.#start(viewer, head);
   }
 
   onData(chunk: Buffer): void {
@@ -416,11 +421,10 @@ class SharedWatch {
       error ?? new KasError('bad_gateway', 'the watch ended before the agent answered; retry it');
     const waiting = this.#waiting;
     this.#waiting = [];
-    for (const { viewer, reject } of waiting) {
+    for (const viewer of waiting) {
       clearTimeout(viewer.timer);
       viewer.res.off('close', viewer.onClose);
-      this.#done.delete(viewer);
-      reject(failure);
+      viewer.fail(failure);
     }
   }
 
@@ -464,7 +468,7 @@ export class SharedWatches {
    * caller's stream ends.
    */
   async serve(res: Response, watch: ShareableWatch, run: RunUpstream, hooks: ViewerHooks): Promise<void> {
-    if (res.destroyed || (res as { closed?: boolean }).closed) return; // the caller left already
+    if (callerGone(res)) return; // the caller left already
     for (const candidate of this.#byKey.get(watch.key) ?? []) {
       const replay = candidate.replayFrom(watch.resourceVersion);
       if (replay) {
