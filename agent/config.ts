@@ -2,25 +2,15 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
 import { parseDuration } from '../protocol/durations.ts';
-import { KubernetesPolicySchema } from './modules/kubernetes/policy.ts';
+import { AgentFileSchema, type AgentFileConfig } from './modules/index.ts';
+
+export type { AgentFileConfig };
 
 export class AgentConfigError extends Error {
   override name = 'AgentConfigError';
 }
 
-const FileSchema = z
-  .object({
-    prometheus: z.object({ url: z.url() }).strict().optional(),
-    kubernetes: z
-      .object({ inCluster: z.boolean().optional(), kubeconfig: z.string().optional(), context: z.string().optional() })
-      .strict()
-      .optional(),
-    policy: z.object({ kubernetes: KubernetesPolicySchema.optional() }).strict().optional(),
-  })
-  .strict();
-export type AgentFileConfig = z.infer<typeof FileSchema>;
 
 export interface AgentConfig {
   readonly kasUrl: string;
@@ -54,7 +44,7 @@ export function loadAgentConfig(settings: Record<string, string | undefined>): A
     } catch (error) {
       throw new AgentConfigError(`cannot read the config file ${configFile}: ${(error as Error).message}`);
     }
-    const parsed = FileSchema.safeParse(raw);
+    const parsed = AgentFileSchema.safeParse(raw);
     if (!parsed.success) {
       const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ');
       throw new AgentConfigError(`${configFile} is not a valid agentk config: ${issues}`);

@@ -40,7 +40,6 @@ export interface ConnectionOptions {
   executors: Partial<Record<Upstream, UpstreamExecutor>>;
   log: Logger;
   onRequestDone?: (upstream: Upstream, outcome: RequestOutcome, seconds: number) => void;
-  onStateChange?: (connected: boolean) => void;
 }
 
 export class KasConnection {
@@ -70,7 +69,6 @@ export class KasConnection {
     this.#socket.on('connect', () => {
       this.#attempt = 0;
       options.log.info({ kas: options.kasUrl, capabilities }, 'connected to kas');
-      options.onStateChange?.(true);
     });
     this.#socket.on('connect_error', (error) => {
       const refused = error.message === 'unauthorized';
@@ -82,7 +80,6 @@ export class KasConnection {
     });
     this.#socket.on('disconnect', (reason) => {
       options.log.warn({ reason }, 'disconnected from kas');
-      options.onStateChange?.(false);
       for (const request of this.#inflight.values()) request.cancel('connection to kas lost');
       this.#inflight.clear();
       this.#outbox = []; // answers to requests of a connection that is gone

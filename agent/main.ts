@@ -1,15 +1,11 @@
 // `agentk`: the in-cluster agent. Flags mirror the environment: `--kas-url` is AGENTK_KAS_URL.
-import http from 'node:http';
 import { createLogger } from '../otel/logger.ts';
 import { createMetrics, SECONDS_BUCKETS } from '../otel/metrics.ts';
+import { createObservabilityServer } from '../otel/observabilityServer.ts';
 import { startTracing } from '../otel/tracing.ts';
-import type { Upstream } from '../protocol/messages.ts';
 import { AgentConfigError, loadAgentConfig } from './config.ts';
 import { KasConnection } from './connection.ts';
-import { kubernetesUpstream, loadKubeConfig } from './modules/kubernetes/agent.ts';
-import { DEFAULT_KUBERNETES_POLICY } from './modules/kubernetes/policy.ts';
-import { prometheusUpstream } from './modules/prometheus/agent.ts';
-import type { UpstreamExecutor } from './tunnel/serveRequest.ts';
+import { CapabilitySetupError, createExecutors } from './modules/index.ts';
 
 const VERSION = '0.1.0';
 
@@ -41,22 +37,13 @@ export async function main(argv: string[]): Promise<number> {
   const log = createLogger('agentk').child({ replica: config.replica });
   const tracing = await startTracing({ serviceName: 'agentk', instanceId: config.replica, version: VERSION, log });
 
-  const executors: Partial<Record<Upstream, UpstreamExecutor>> = {};
-  if (config.file.prometheus) executors.prometheus = prometheusUpstream(config.file.prometheus.url);
-  else log.info('no prometheus.url in the agent config: the prometheus capability is off');
-  if (config.file.kubernetes || process.env.KUBERNETES_SERVICE_HOST) {
-    let kc;
-    try {
-      kc = await loadKubeConfig(config.file.kubernetes ?? {}, process.env);
-    } catch (error) {
-      process.stderr.write(`agentk: cannot set up Kubernetes access: ${(error as Error).message}\n`);
-      return 2;
-    }
-    const policy = config.file.policy?.kubernetes ?? DEFAULT_KUBERNETES_POLICY;
-    executors.kubernetes = kubernetesUpstream(kc, policy, { keepaliveMs: config.watchKeepaliveMs });
-    log.info({ server: kc.getCurrentCluster()?.server, policy }, 'kubernetes capability on');
-  } else {
-    log.info('no kubernetes section in the agent config and not in a pod: the kubernetes capability is off');
+  let executors;
+  try {
+    executors = await createExecutors({ file: config.file, env: process.env, watchKeepaliveMs: config.watchKeepaliveMs, log });
+  } catch (error) {
+    if (!(error instanceof CapabilitySetupError)) throw error;
+    process.stderr.write(`agentk: ${error.message}\n`);
+    return 2;
   }
 
   const metrics = createMetrics('agentk', config.replica);
@@ -88,13 +75,7 @@ export async function main(argv: string[]): Promise<number> {
     .addCallback((r) => r.observe(connection.reconnects));
 
   const [host, port] = [config.observabilityListen.replace(/:\d+$/, ''), Number(config.observabilityListen.split(':').pop())];
-  const observability = http.createServer((req, res) => {
-    const path = req.url?.split('?')[0];
-    if (path === '/metrics') return metrics.serve(req, res);
-    if (path === '/liveness') return void res.writeHead(200).end('ok\n');
-    if (path === '/readiness') return void res.writeHead(connection.connected ? 200 : 503).end(connection.connected ? 'ready\n' : 'not connected\n');
-    res.writeHead(404).end();
-  });
+  const observability = createObservabilityServer(metrics, () => ({ ready: connection.connected, why: 'not connected' }));
   await new Promise<void>((resolve, reject) => observability.once('error', reject).listen(port, host, resolve));
 
   connection.start();

@@ -241,9 +241,3 @@ export function failSpan(span: Span, errorType: string, error?: unknown): void {
   span.recordException({ name: errorType, message });
   span.setStatus({ code: SpanStatusCode.ERROR, message });
 }
-
-/** The trace id of the active span, when there is a valid one. */
-export function activeTraceId(): string | undefined {
-  const ctx = trace.getActiveSpan()?.spanContext();
-  return ctx && trace.isSpanContextValid(ctx) ? ctx.traceId : undefined;
-}

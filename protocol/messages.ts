@@ -158,6 +158,17 @@ export function packMessages(messages: AgentMessage[]): unknown {
   return { type: 'batch', bytes, messages: entries };
 }
 
+/** A data message unpacked from a packed batch: its id and slice were checked on the way out. */
+class UnpackedData {
+  readonly type = 'data';
+  readonly id: number;
+  readonly chunk: Uint8Array;
+  constructor(id: number, chunk: Uint8Array) {
+    this.id = id;
+    this.chunk = chunk;
+  }
+}
+
 /**
  * The messages of one socket.io event, not yet validated one by one: the event itself, the
  * elements of a plain array, or a packed batch's entries with their chunks put back (as views of
@@ -181,7 +192,42 @@ export function unpackMessages(raw: unknown): { messages: unknown[]; error?: str
     }
     const { id, offset, length } = data.data;
     if (offset + length > packed.byteLength) return { messages: [], error: `a batch entry beyond its ${packed.byteLength} bytes` };
-    out.push({ type: 'data', id, chunk: packed.subarray(offset, offset + length) });
+    out.push(new UnpackedData(id, packed.subarray(offset, offset + length)));
   }
   return { messages: out };
+}
+
+/** A `data` message, checked by hand: the one message of every chunk, so the cheapest check. */
+function asDataMessage(raw: unknown): AgentMessage | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const { type, id, chunk } = raw as { type?: unknown; id?: unknown; chunk?: unknown };
+  if (type !== 'data' || !(chunk instanceof Uint8Array)) return undefined;
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) return undefined;
+  return { type: 'data', id, chunk };
+}
+
+/**
+ * Everything an agent sent in one socket.io event, each message validated once: the ones that
+ * pass, what was wrong with each one that did not, or what was wrong with the batch as a whole.
+ */
+export function readAgentMessages(raw: unknown): { messages: AgentMessage[]; refused: string[]; batchError?: string } {
+  const { messages: entries, error } = unpackMessages(raw);
+  if (error) return { messages: [], refused: [], batchError: error };
+  const messages: AgentMessage[] = [];
+  const refused: string[] = [];
+  for (const entry of entries) {
+    if (entry instanceof UnpackedData) {
+      messages.push(entry);
+      continue;
+    }
+    const data = asDataMessage(entry);
+    if (data) {
+      messages.push(data);
+      continue;
+    }
+    const parsed = AgentMessageSchema.safeParse(entry);
+    if (parsed.success) messages.push(parsed.data);
+    else refused.push(parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; '));
+  }
+  return { messages, refused };
 }

@@ -5,25 +5,24 @@ import https from 'node:https';
 import { createShardedAdapter } from '@socket.io/redis-adapter';
 import type { Logger } from 'pino';
 import type { Server as IoServer } from 'socket.io';
+import { createKasMetrics } from '../otel/kasMetrics.ts';
 import { createMetrics } from '../otel/metrics.ts';
+import { createObservabilityServer } from '../otel/observabilityServer.ts';
 import { startTracing } from '../otel/tracing.ts';
 import { AgentTokenStore } from './auth/agentTokens.ts';
 import { loadSecret } from './auth/secrets.ts';
 import type { KasConfig, TlsFiles } from './config.ts';
+import { nodeBudget } from './fanout/hub.ts';
 import { createApiApp } from './http/apiApp.ts';
 import { close, listen } from './http/listen.ts';
 import { createPrivateApp } from './http/privateApp.ts';
-import type { CapabilityChecks } from './modules/capability.ts';
-import { checkKubernetesRequest } from './modules/kubernetes/server.ts';
-import { checkPrometheusRequest } from './modules/prometheus/server.ts';
-import { createKasMetrics } from './observability/metrics.ts';
+import { NodeLifecycle } from './lifecycle.ts';
+import { createCapabilities } from './modules/index.ts';
 import { ClusterMembership } from './routing/membership.ts';
 import { connectRedis } from './routing/redis.ts';
 import { AgentRegistry } from './routing/registry.ts';
 import { AgentRouter } from './routing/router.ts';
 import { agentRoom, createAgentServer } from './tunnel/agentServer.ts';
-
-const CAPABILITIES: CapabilityChecks = { prometheus: checkPrometheusRequest, kubernetes: checkKubernetesRequest };
 
 export interface RunningKas {
   /** Drains (readiness off, agents asked to move, in-flight requests finish) and stops. */
@@ -45,32 +44,21 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   const tokens = await AgentTokenStore.open(config.agentTokensFile);
   tokens.on('error', (error) => log.error({ err: error.message }, 'could not re-read the agent token store'));
 
-  let draining = false;
+  const lifecycle = new NodeLifecycle();
   let redis: Awaited<ReturnType<typeof connectRedis>> | undefined;
-  const isReady = () => !draining && (!clustered || (redis !== undefined && redis.pub.isReady && redis.sub.isReady));
+  const isReady = () => !lifecycle.draining && (!clustered || (redis !== undefined && redis.pub.isReady && redis.sub.isReady));
 
   const tracing = await startTracing({ serviceName: 'kas', instanceId: config.nodeName, log });
   const metricsStack = createMetrics('kas', config.nodeName);
   const metrics = createKasMetrics(metricsStack.meter, isReady);
   const registry = new AgentRegistry(config.nodeName);
-  const inFlight = { count: 0 };
 
   // Observability first, so a node waiting for Redis already answers /readiness with "not yet".
-  const observability = http.createServer((req, res) => {
-    const path = req.url?.split('?')[0];
-    if (path === '/metrics') return metricsStack.serve(req, res);
-    if (path === '/liveness') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-    if (path === '/readiness') {
-      const ready = isReady();
-      return void res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
-    }
-    res.writeHead(404).end();
-  });
+  const observability = createObservabilityServer(metricsStack, () => ({ ready: isReady() }));
   await listen(observability, config.observabilityListen);
 
   if (config.redisUrl) redis = await connectRedis(config.redisUrl, log);
 
-  const drain = new AbortController();
   const router = new AgentRouter({
     registry,
     tokens,
@@ -78,24 +66,15 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
     routingTimeoutMs: config.routingTimeoutMs,
     log,
     metrics,
-    drainSignal: drain.signal,
+    lifecycle,
   });
+  const capabilities = createCapabilities({ agents: router, log, budget: nodeBudget() });
   const apiServer = createServer(
     config.apiTls,
-    createApiApp({
-      apiSecret,
-      tokens,
-      registry,
-      router,
-      checks: CAPABILITIES,
-      requestTimeoutMs: config.requestTimeoutMs,
-      metrics,
-      log,
-      inFlight,
-    }),
+    createApiApp({ apiSecret, tokens, registry, capabilities, requestTimeoutMs: config.requestTimeoutMs, metrics, log, lifecycle }),
   );
   const privateServer = http.createServer(
-    createPrivateApp({ privateSecret, router, checks: CAPABILITIES, maxTimeoutMs: config.requestTimeoutMs, log, inFlight }),
+    createPrivateApp({ privateSecret, router, capabilities, maxTimeoutMs: config.requestTimeoutMs, log, lifecycle }),
   );
   const agentHttp = createServer(config.agentTls);
 
@@ -103,13 +82,20 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   const io: IoServer = createAgentServer({
     httpServer: agentHttp,
     tokens,
-    registry,
+    node: config.nodeName,
     nodeUrl: config.privateUrl,
-    metrics,
     log,
-    onReplicaUp: (info) => membership?.replicaUp(info),
-    onReplicaDown: (info) => membership?.replicaDown(info),
-    isDraining: () => draining,
+    onConnected: (connection) => {
+      registry.addLocal(connection);
+      metrics.connectedReplicas.add(1);
+      membership?.replicaUp(connection.info);
+    },
+    onDisconnected: (connection) => {
+      registry.removeLocal(connection);
+      metrics.connectedReplicas.add(-1);
+      membership?.replicaDown(connection.info);
+    },
+    isDraining: () => lifecycle.draining,
   });
   if (redis) {
     io.adapter(createShardedAdapter(redis.pub, redis.sub));
@@ -142,19 +128,18 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
 
   return {
     async shutdown() {
-      draining = true;
-      log.info({ in_flight: inFlight.count, drain_timeout_ms: config.drainTimeoutMs }, 'draining');
+      log.info({ in_flight: lifecycle.inFlight, drain_timeout_ms: config.drainTimeoutMs }, 'draining');
       for (const connection of registry.localConnections()) connection.drain();
       // Watches and follows never finish by themselves: end them cleanly now, so their
       // clients resume (from their last resourceVersion) through another node.
-      drain.abort();
+      lifecycle.startDraining();
       const deadline = Date.now() + config.drainTimeoutMs;
-      while (inFlight.count > 0 && Date.now() < deadline) {
+      while (lifecycle.inFlight > 0 && Date.now() < deadline) {
         // An agent whose requests here are done may move now rather than when the node stops.
         for (const connection of registry.localConnections()) if (connection.inFlight === 0) connection.disconnect();
         await new Promise((r) => setTimeout(r, 50));
       }
-      if (inFlight.count > 0) log.warn({ in_flight: inFlight.count }, 'drain timeout passed; cutting remaining requests');
+      if (lifecycle.inFlight > 0) log.warn({ in_flight: lifecycle.inFlight }, 'drain timeout passed; cutting remaining requests');
       await membership?.stop();
       io.disconnectSockets(true);
       // Let finished answers flush and idle keep-alive connections close; then cut what is left.

@@ -1,29 +1,31 @@
-// The API port: Rails, the dashboard, kubectl and Prometheus clients.
+// The API port: Rails, the dashboard, kubectl and Prometheus clients. Authenticates the caller,
+// checks its scope, and hands `…/agents/{id}/{capability}/…` to that capability with a Reply.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { context, type Span, trace } from '@opentelemetry/api';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
-import { type Caller, callerMayReach, UnauthenticatedError, verifyApiToken } from '../auth/tokens.ts';
+import type { KasMetrics } from '../../otel/kasMetrics.ts';
+import { REQUEST_BODY_MAX_BYTES } from '../../protocol/messages.ts';
 import type { AgentTokenStore } from '../auth/agentTokens.ts';
-import type { CapabilityChecks } from '../modules/capability.ts';
+import { type Caller, callerMayReach, UnauthenticatedError, verifyApiToken } from '../auth/tokens.ts';
+import type { NodeLifecycle } from '../lifecycle.ts';
+import type { CapabilityRequest, ServerCapability } from '../modules/capability.ts';
 import type { AgentRegistry, ReplicaInfo } from '../routing/registry.ts';
-import type { AgentRouter } from '../routing/router.ts';
-import type { KasMetrics } from '../observability/metrics.ts';
-import { buildSpec, checkAgentId, parseAgentUrl } from './agentRequests.ts';
-import { dialectOf, KasError, sendError } from './errors.ts';
+import { checkAgentId, parseAgentUrl } from './agentUrl.ts';
+import { type ErrorBody, KasError, kasErrorBody, sendError } from './errors.ts';
+import { HttpReply } from './reply.ts';
 import { fallbackTraceId } from './traceContext.ts';
 
 export interface ApiAppOptions {
   apiSecret: Uint8Array;
   tokens: AgentTokenStore;
   registry: AgentRegistry;
-  router: AgentRouter;
-  checks: CapabilityChecks;
+  capabilities: ReadonlyMap<string, ServerCapability>;
   requestTimeoutMs: number;
   metrics: KasMetrics;
   log: Logger;
-  inFlight: { count: number };
+  lifecycle: NodeLifecycle;
 }
 
 interface Locals {
@@ -31,8 +33,6 @@ interface Locals {
   /** The HTTP server span of this request, when tracing is on. */
   span: Span | undefined;
   caller: Caller;
-  /** Set by the router: what the agent's answer was. */
-  served?: { bytes: number; node?: string; replica?: string };
 }
 
 function locals(res: Response): Locals {
@@ -53,21 +53,41 @@ export function traceMiddleware(req: Request, res: Response, next: NextFunction)
   next();
 }
 
-export function errorMiddleware(log: Logger) {
+/** The language errors are answered in under a URL: its capability's, else kas's own. */
+export function errorBodyFor(capabilities: ReadonlyMap<string, ServerCapability>, url: string): ErrorBody {
+  const capability = capabilities.get(parseAgentUrl(url)?.capability ?? '');
+  return capability ? (error, traceId) => capability.errorBody(error, traceId) : kasErrorBody;
+}
+
+export function errorMiddleware(log: Logger, capabilities: ReadonlyMap<string, ServerCapability>) {
   return (error: unknown, req: Request, res: Response, _next: NextFunction): void => {
-    const dialect = dialectOf(req.originalUrl);
+    const body = errorBodyFor(capabilities, req.originalUrl);
     (res.locals.span as Span | undefined)?.setAttribute('kas.error.code', error instanceof KasError ? error.code : 'internal');
-    if (error instanceof KasError) return sendError(res, dialect, error);
+    if (error instanceof KasError) return sendError(res, error, body);
     // Express could not decode a route parameter (`%zz`): the caller's mistake, not kas's.
-    if (error instanceof URIError) {
-      return sendError(res, dialect, new KasError('bad_request', 'the request path is not valid percent-encoding'));
-    }
-    if ((error as { type?: string }).type === 'entity.parse.failed') {
-      return sendError(res, dialect, new KasError('bad_request', 'the request body is not valid'));
-    }
+    if (error instanceof URIError) return sendError(res, new KasError('bad_request', 'the request path is not valid percent-encoding'), body);
     log.error({ err: error, trace_id: res.locals.traceId }, 'request failed unexpectedly');
-    sendError(res, dialect, new KasError('bad_gateway', 'kas failed to handle the request; see the kas logs for this trace id'));
+    sendError(res, new KasError('bad_gateway', 'kas failed to handle the request; see the kas logs for this trace id'), body);
   };
+}
+
+/** The caller's body, refused past REQUEST_BODY_MAX_BYTES (Prometheus form posts are small). */
+export async function readBody(req: Request): Promise<Buffer | undefined> {
+  if (req.method !== 'POST') return undefined;
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > REQUEST_BODY_MAX_BYTES) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.byteLength;
+    if (size > REQUEST_BODY_MAX_BYTES) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+function tooLarge(): KasError {
+  return new KasError('payload_too_large', `request bodies above ${REQUEST_BODY_MAX_BYTES} bytes are refused`);
 }
 
 function describeReplica(info: ReplicaInfo) {
@@ -78,17 +98,6 @@ function describeReplica(info: ReplicaInfo) {
     version: info.version,
     capabilities: info.capabilities,
   };
-}
-
-/** Bounds a non-streaming request by KAS_REQUEST_TIMEOUT: 504 before the answer began, cut after. */
-function enforceDeadline(res: Response, ms: number, dialect: ReturnType<typeof dialectOf>): () => void {
-  if (ms <= 0) return () => {};
-  const timer = setTimeout(() => {
-    const error = new KasError('timeout', `the request took longer than KAS_REQUEST_TIMEOUT (${ms / 1000}s); narrow the query or raise the limit`);
-    if (res.headersSent) res.destroy(error);
-    else sendError(res, dialect, error);
-  }, ms);
-  return () => clearTimeout(timer);
 }
 
 export function createApiApp(o: ApiAppOptions): express.Express {
@@ -103,7 +112,7 @@ export function createApiApp(o: ApiAppOptions): express.Express {
       next();
     } catch (error) {
       if (error instanceof UnauthenticatedError) {
-        return sendError(res, dialectOf(req.originalUrl), new KasError('unauthorized', error.message));
+        return sendError(res, new KasError('unauthorized', error.message), errorBodyFor(o.capabilities, req.originalUrl));
       }
       next(error);
     }
@@ -131,29 +140,30 @@ export function createApiApp(o: ApiAppOptions): express.Express {
   app.all('/api/v1/agents/:agentId/:upstream{/*rest}', async (req, res) => {
     const url = parseAgentUrl(req.originalUrl);
     if (!url) throw new KasError('not_found', 'no such route');
-    const dialect = dialectOf(req.originalUrl);
+    const capability = o.capabilities.get(url.capability);
+    const reply = new HttpReply(res, capability ? (error, traceId) => capability.errorBody(error, traceId) : kasErrorBody);
     const started = performance.now();
-    o.inFlight.count++;
+    const done = o.lifecycle.begin();
     // Bound to this request's context, so the log line carries its trace_id and span_id.
     res.once(
       'close',
       context.bind(context.active(), () => {
-        o.inFlight.count--;
+        done();
         const seconds = (performance.now() - started) / 1000;
-        o.metrics.requests.add(1, { upstream: url.upstream, code: String(res.statusCode) });
-        o.metrics.requestDuration.record(seconds, { upstream: url.upstream });
-        const served = locals(res).served;
+        o.metrics.requests.add(1, { upstream: url.capability, code: String(res.statusCode) });
+        o.metrics.requestDuration.record(seconds, { upstream: url.capability });
+        const { served } = reply;
         o.log.info(
           {
             agent_id: url.agentId,
-            upstream: url.upstream,
+            upstream: url.capability,
             method: req.method,
             path: url.rawPath,
             status: res.statusCode,
-            bytes: served?.bytes ?? 0,
+            bytes: served.bytes,
             duration_ms: Math.round(seconds * 1000),
-            kas_node: served?.node,
-            replica: served?.replica,
+            kas_node: served.node,
+            replica: served.replica,
             sub: locals(res).caller?.sub,
             complete: res.writableFinished,
           },
@@ -161,15 +171,25 @@ export function createApiApp(o: ApiAppOptions): express.Express {
         );
       }),
     );
-    let stopDeadline = () => {};
+    checkAgentId(url.agentId);
+    if (!callerMayReach(locals(res).caller, url.agentId)) throw outOfScope(url.agentId);
+    if (!capability) throw new KasError('not_found', `kas offers no "${url.capability}" API; use ${[...o.capabilities.keys()].join(' or ')}`);
+    const request: CapabilityRequest = {
+      agentId: url.agentId,
+      method: req.method,
+      rawPath: url.rawPath,
+      query: url.query,
+      headers: req.headers,
+      readBody: () => readBody(req),
+      sub: locals(res).caller.sub,
+      requestTimeoutMs: o.requestTimeoutMs,
+    };
     try {
-      checkAgentId(url.agentId);
-      if (!callerMayReach(locals(res).caller, url.agentId)) throw outOfScope(url.agentId);
-      const spec = await buildSpec(req, url, o.checks, o.requestTimeoutMs);
-      stopDeadline = enforceDeadline(res, spec.timeoutMs, dialect);
-      await o.router.serve(req, res, spec, locals(res).caller.sub);
-    } finally {
-      stopDeadline();
+      await capability.serve(request, reply);
+    } catch (error) {
+      // The caller left while its request waited: there is nobody to answer.
+      if (reply.signal.aborted && !(error instanceof KasError)) return;
+      throw error;
     }
   });
 
@@ -179,7 +199,7 @@ export function createApiApp(o: ApiAppOptions): express.Express {
   app.use(express.static(existsSync(webDist) ? webDist : webRoot, { index: 'index.html' }));
 
   app.use((req, _res, next) => next(new KasError('not_found', `no route for ${req.method} ${req.path}`)));
-  app.use(errorMiddleware(o.log));
+  app.use(errorMiddleware(o.log, o.capabilities));
   return app;
 }
 

@@ -1,22 +1,26 @@
 // The private port: requests other kas nodes forward to the node holding the agent. It answers
-// nothing without a kas-to-kas token, and never forwards again (no loops).
+// nothing without a kas-to-kas token, judges the request by its capability's rules again, serves
+// it only from this node's own replicas, and never forwards again (no loops).
 import { context } from '@opentelemetry/api';
 import express from 'express';
 import type { Logger } from 'pino';
 import { UnauthenticatedError, verifyPrivateToken } from '../auth/tokens.ts';
-import type { CapabilityChecks } from '../modules/capability.ts';
-import type { AgentRouter } from '../routing/router.ts';
-import { buildSpec, parseAgentUrl } from './agentRequests.ts';
-import { dialectOf, KasError, sendError } from './errors.ts';
-import { errorMiddleware, traceMiddleware } from './apiApp.ts';
+import type { NodeLifecycle } from '../lifecycle.ts';
+import type { ServerCapability } from '../modules/capability.ts';
+import { NOT_HERE_HEADER } from '../routing/forward.ts';
+import { type AgentRouter, NotHereError } from '../routing/router.ts';
+import { parseAgentUrl } from './agentUrl.ts';
+import { errorBodyFor, errorMiddleware, readBody, traceMiddleware } from './apiApp.ts';
+import { KasError, sendError } from './errors.ts';
+import { HttpReply } from './reply.ts';
 
 export interface PrivateAppOptions {
   privateSecret: Uint8Array;
   router: AgentRouter;
-  checks: CapabilityChecks;
+  capabilities: ReadonlyMap<string, ServerCapability>;
   maxTimeoutMs: number;
   log: Logger;
-  inFlight: { count: number };
+  lifecycle: NodeLifecycle;
 }
 
 export function createPrivateApp(o: PrivateAppOptions): express.Express {
@@ -31,7 +35,7 @@ export function createPrivateApp(o: PrivateAppOptions): express.Express {
       next();
     } catch (error) {
       if (!(error instanceof UnauthenticatedError)) return next(error);
-      sendError(res, dialectOf(req.originalUrl), new KasError('unauthorized', 'the private port takes kas-to-kas requests only'));
+      sendError(res, new KasError('unauthorized', 'the private port takes kas-to-kas requests only'), errorBodyFor(o.capabilities, req.originalUrl));
     }
   });
 
@@ -39,22 +43,24 @@ export function createPrivateApp(o: PrivateAppOptions): express.Express {
     const url = parseAgentUrl(req.originalUrl);
     const claims = res.locals.claims as Awaited<ReturnType<typeof verifyPrivateToken>>;
     if (!url || url.agentId !== claims.agent) throw new KasError('forbidden', 'the kas-to-kas token is for another agent');
-    o.inFlight.count++;
+    const capability = o.capabilities.get(url.capability);
+    if (!capability) throw new KasError('not_found', `kas offers no "${url.capability}" API`);
+    const reply = new HttpReply(res, (error, traceId) => capability.errorBody(error, traceId));
+    const done = o.lifecycle.begin();
     const started = performance.now();
     // Bound to this request's context, so the log line carries its trace_id and span_id.
     res.once(
       'close',
       context.bind(context.active(), () => {
-        o.inFlight.count--;
-        const served = res.locals.served as { bytes: number; replica?: string } | undefined;
+        done();
         o.log.debug(
           {
             agent_id: url.agentId,
-            upstream: url.upstream,
+            upstream: url.capability,
             status: res.statusCode,
-            bytes: served?.bytes ?? 0,
+            bytes: reply.served.bytes,
             duration_ms: Math.round(performance.now() - started),
-            replica: served?.replica,
+            replica: reply.served.replica,
           },
           'forwarded request served',
         );
@@ -62,11 +68,29 @@ export function createPrivateApp(o: PrivateAppOptions): express.Express {
     );
     const asked = Number(req.headers['x-kas-timeout-ms'] ?? o.maxTimeoutMs);
     const timeoutMs = Number.isFinite(asked) && asked >= 0 ? Math.min(asked, o.maxTimeoutMs) : o.maxTimeoutMs;
-    const spec = await buildSpec(req, url, o.checks, timeoutMs);
-    await o.router.serveLocally(res, spec, claims.replica);
+    const request = await capability.check({
+      agentId: url.agentId,
+      method: req.method,
+      rawPath: url.rawPath,
+      query: url.query,
+      headers: req.headers,
+      readBody: () => readBody(req),
+      sub: claims.sub,
+      requestTimeoutMs: timeoutMs,
+    });
+    let stream;
+    try {
+      stream = await o.router.openHere(request, claims.replica, reply.signal);
+    } catch (error) {
+      // Nothing has been written: the sending node may try a replica elsewhere.
+      if (error instanceof NotHereError) res.setHeader(NOT_HERE_HEADER, '1');
+      if (reply.signal.aborted && !(error instanceof KasError)) return;
+      throw error;
+    }
+    await reply.pass(stream, request.streaming);
   });
 
   app.use((req, _res, next) => next(new KasError('not_found', `no route for ${req.method} ${req.path}`)));
-  app.use(errorMiddleware(o.log));
+  app.use(errorMiddleware(o.log, o.capabilities));
   return app;
 }

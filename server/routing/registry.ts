@@ -3,28 +3,30 @@
 // request waits on Redis.
 import { EventEmitter } from 'node:events';
 import type { Upstream } from '../../protocol/messages.ts';
-import type { AgentConnection } from '../tunnel/agentConnection.ts';
+import type { TunnelConnection } from '../tunnel/agentConnection.ts';
+import type { ReplicaInfo } from '../tunnel/replica.ts';
 
-export interface ReplicaInfo {
-  agentId: string;
-  /** Unique across the cluster: the socket.io socket id. */
-  key: string;
-  replica: string;
-  node: string;
-  nodeUrl: string;
-  connectedAt: string;
-  version: string;
-  capabilities: Upstream[];
+export type { ReplicaInfo };
+
+type LocalRoute = { readonly kind: 'local'; readonly connection: TunnelConnection };
+type RemoteRoute = { readonly kind: 'remote'; readonly replica: ReplicaInfo };
+export type Route = LocalRoute | RemoteRoute;
+
+/** A replica on another node; its route is made once, so picking it allocates nothing. */
+interface RemoteEntry {
+  info: ReplicaInfo;
+  addedAt: number;
+  route: RemoteRoute;
 }
 
-export type Route = { kind: 'local'; connection: AgentConnection } | { kind: 'remote'; replica: ReplicaInfo };
+const NONE: ReadonlySet<string> = new Set();
 
 const SUSPECT_NODE_MS = 10_000;
 
 export class AgentRegistry {
   readonly node: string;
-  #local = new Map<string, Map<string, AgentConnection>>();
-  #remote = new Map<string, Map<string, { info: ReplicaInfo; addedAt: number }>>();
+  #local = new Map<string, Map<string, LocalRoute>>();
+  #remote = new Map<string, Map<string, RemoteEntry>>();
   #removedAt = new Map<string, number>();
   #suspectNodes = new Map<string, number>();
   #turn = new Map<string, number>();
@@ -35,35 +37,35 @@ export class AgentRegistry {
     this.#arrivals.setMaxListeners(0);
   }
 
-  addLocal(connection: AgentConnection): void {
+  addLocal(connection: TunnelConnection): void {
     const { agentId, key } = connection.info;
     let replicas = this.#local.get(agentId);
     if (!replicas) this.#local.set(agentId, (replicas = new Map()));
-    replicas.set(key, connection);
+    replicas.set(key, { kind: 'local', connection });
     this.#arrivals.emit(agentId);
   }
 
-  removeLocal(connection: AgentConnection): void {
+  removeLocal(connection: TunnelConnection): void {
     const { agentId, key } = connection.info;
     const replicas = this.#local.get(agentId);
     replicas?.delete(key);
     if (replicas?.size === 0) this.#local.delete(agentId);
   }
 
-  localConnections(): AgentConnection[] {
-    return [...this.#local.values()].flatMap((replicas) => [...replicas.values()]);
+  localConnections(): TunnelConnection[] {
+    return [...this.#local.values()].flatMap((replicas) => [...replicas.values()].map((route) => route.connection));
   }
 
-  localConnection(agentId: string, key: string | undefined): AgentConnection | undefined {
+  localConnection(agentId: string, key: string | undefined): TunnelConnection | undefined {
     const replicas = this.#local.get(agentId);
-    return (key && replicas?.get(key)) || undefined;
+    return (key && replicas?.get(key)?.connection) || undefined;
   }
 
   addRemote(info: ReplicaInfo): void {
     if (info.node === this.node) return;
     let replicas = this.#remote.get(info.agentId);
     if (!replicas) this.#remote.set(info.agentId, (replicas = new Map()));
-    replicas.set(info.key, { info, addedAt: Date.now() });
+    replicas.set(info.key, { info, addedAt: Date.now(), route: { kind: 'remote', replica: info } });
     this.#removedAt.delete(info.key);
     this.#suspectNodes.delete(info.node);
     this.#arrivals.emit(info.agentId);
@@ -117,7 +119,7 @@ export class AgentRegistry {
   }
 
   replicas(agentId: string): ReplicaInfo[] {
-    const local = [...(this.#local.get(agentId)?.values() ?? [])].map((c) => c.info);
+    const local = [...(this.#local.get(agentId)?.values() ?? [])].map((route) => route.connection.info);
     const remote = [...(this.#remote.get(agentId)?.values() ?? [])].map((e) => e.info);
     return [...local, ...remote];
   }
@@ -128,23 +130,39 @@ export class AgentRegistry {
 
   /**
    * One replica of the agent that offers `upstream`: a local one if this node has any (no extra
-   * hop), else one on another node; successive calls take turns among the candidates.
+   * hop), else one on another node; successive calls take turns among the candidates. Called for
+   * every request, so it allocates nothing: it counts the candidates, then walks to its turn's.
    */
-  pick(agentId: string, upstream: Upstream, exclude: ReadonlySet<string> = new Set()): Route | undefined {
-    const usable = (info: ReplicaInfo) => info.capabilities.includes(upstream) && !exclude.has(info.key);
-    const local = [...(this.#local.get(agentId)?.values() ?? [])].filter((c) => usable(c.info) && c.isOpen);
-    if (local.length > 0) return { kind: 'local', connection: this.#nextOf(agentId, local) };
-    const remote = [...(this.#remote.get(agentId)?.values() ?? [])]
-      .map((e) => e.info)
-      .filter((info) => usable(info) && !this.#isSuspect(info.node));
-    if (remote.length > 0) return { kind: 'remote', replica: this.#nextOf(agentId, remote) };
+  pick(agentId: string, upstream: Upstream, exclude: ReadonlySet<string> = NONE): Route | undefined {
+    const local = this.#local.get(agentId);
+    if (local) {
+      let count = 0;
+      for (const route of local.values()) if (localUsable(route, upstream, exclude)) count++;
+      if (count > 0) {
+        let n = this.#turnOf(agentId) % count;
+        for (const route of local.values()) if (localUsable(route, upstream, exclude) && n-- === 0) return route;
+      }
+    }
+    const remote = this.#remote.get(agentId);
+    if (remote) {
+      let count = 0;
+      for (const entry of remote.values()) if (this.#remoteUsable(entry, upstream, exclude)) count++;
+      if (count > 0) {
+        let n = this.#turnOf(agentId) % count;
+        for (const entry of remote.values()) if (this.#remoteUsable(entry, upstream, exclude) && n-- === 0) return entry.route;
+      }
+    }
     return undefined;
   }
 
-  #nextOf<T>(agentId: string, candidates: T[]): T {
+  #remoteUsable({ info }: RemoteEntry, upstream: Upstream, exclude: ReadonlySet<string>): boolean {
+    return usable(info, upstream, exclude) && !this.#isSuspect(info.node);
+  }
+
+  #turnOf(agentId: string): number {
     const turn = (this.#turn.get(agentId) ?? 0) + 1;
     this.#turn.set(agentId, turn);
-    return candidates[turn % candidates.length]!;
+    return turn;
   }
 
   /** Resolves when a replica of `agentId` is added (anywhere), or rejects on abort. */
@@ -163,4 +181,12 @@ export class AgentRegistry {
       signal.addEventListener('abort', onAbort, { once: true });
     });
   }
+}
+
+function localUsable({ connection }: LocalRoute, upstream: Upstream, exclude: ReadonlySet<string>): boolean {
+  return connection.isOpen && usable(connection.info, upstream, exclude);
+}
+
+function usable(info: ReplicaInfo, upstream: Upstream, exclude: ReadonlySet<string>): boolean {
+  return info.capabilities.includes(upstream) && !exclude.has(info.key);
 }

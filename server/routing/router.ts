@@ -1,24 +1,32 @@
-// routeToAgent: the one handle capability modules get. Given a checked request for agent N, it
-// finds a live replica (here, or on another node), waits for one when none is connected, sends
-// the request and streams the answer to the caller. Modules never see nodes or replicas.
-import { context, propagation, type Span, SpanKind, trace } from '@opentelemetry/api';
-import type { Request, Response } from 'express';
+// The one handle capabilities get: `open(request)` finds a live replica of the agent (here, or
+// on another node), waits for one when none is connected, sends the request, retries on another
+// replica when one goes away before answering, and resolves with the answer as an AgentStream.
+// Capabilities never see nodes, replicas, tunnels or the private port; nothing here knows HTTP
+// servers or any capability by name.
+import { type Context, context, type Span, trace } from '@opentelemetry/api';
 import type { Logger } from 'pino';
+import type { KasMetrics } from '../../otel/kasMetrics.ts';
+import {
+  endStreamSpan,
+  noteAttemptFailed,
+  noteReplicaChosen,
+  startRoutingSpan,
+  startSendSpan,
+  type StreamEnd,
+} from '../../otel/spans.ts';
 import { failSpan } from '../../otel/tracing.ts';
 import { formatDuration } from '../../protocol/durations.ts';
 import type { AgentTokenStore } from '../auth/agentTokens.ts';
 import { signPrivateToken } from '../auth/tokens.ts';
-import { KasError } from '../http/errors.ts';
-import type { KasMetrics } from '../observability/metrics.ts';
-import type { AgentConnection, TunnelStreamError } from '../tunnel/agentConnection.ts';
-import { streamToResponse } from '../tunnel/toResponse.ts';
-import { ForwardConnectError, forwardToNode, NOT_HERE_HEADER } from './forward.ts';
-import type { AgentRegistry, Route } from './registry.ts';
-import { type ShareableWatch, SharedWatches, shareableWatch } from './sharedWatches.ts';
-import type { AgentRequestSpec } from './spec.ts';
+import type { NodeLifecycle } from '../lifecycle.ts';
+import type { BodyOutcome } from '../tunnel/chunkQueue.ts';
+import type { TunnelConnection, TunnelStreamError } from '../tunnel/agentConnection.ts';
+import { KasError } from './errors.ts';
+import { ForwardBrokenError, ForwardConnectError, forwardToNode, NODE_HEADER, REPLICA_HEADER } from './forward.ts';
+import type { AgentRegistry, ReplicaInfo, Route } from './registry.ts';
+import { type AgentRequest, type AgentStream, passableHeaders } from './request.ts';
 
 const MAX_ATTEMPTS = 4;
-const tracer = trace.getTracer('kas');
 const RETRY_AFTER_SECONDS = 5;
 
 export interface RouterOptions {
@@ -28,17 +36,37 @@ export interface RouterOptions {
   routingTimeoutMs: number;
   log: Logger;
   metrics: KasMetrics;
-  /** Aborted when the node drains: streams (watches, follows) then end cleanly. */
-  drainSignal?: AbortSignal;
+  lifecycle: NodeLifecycle;
 }
 
-function errorFromStream(spec: AgentRequestSpec, error: TunnelStreamError): KasError {
-  const where = `agent ${spec.agentId}`;
+export interface OpenOptions {
+  /** Who asks (the API token's `sub`), vouched for to the node holding the agent. */
+  sub: string;
+  /**
+   * Aborts waiting for a replica and for the answer; `open` then rejects with its reason. Once
+   * `open` resolved, the reader owns the body: cancel it to stop the request.
+   */
+  signal?: AbortSignal;
+  /** The trace context the routing span continues (default: the active one). */
+  parent?: Context;
+  /** The routing span's name (default `route <upstream>`). */
+  spanName?: string;
+  /** Told the routing span, so the caller may annotate it. */
+  onSpan?: (span: Span) => void;
+}
+
+/** The node holding the agent's replica answers no more for it: the sender may try another. */
+export class NotHereError extends KasError {
+  override name = 'NotHereError';
+}
+
+function errorFromStream(request: AgentRequest, error: TunnelStreamError): KasError {
+  const where = `agent ${request.agentId}`;
   switch (error.code) {
     case 'upstream_unreachable':
-      return new KasError('bad_gateway', `${where} could not reach its ${spec.upstream}: ${error.message}`);
+      return new KasError('bad_gateway', `${where} could not reach its ${request.upstream}: ${error.message}`);
     case 'upstream_timeout':
-      return new KasError('timeout', `${where}: ${spec.upstream} did not answer in time: ${error.message}`);
+      return new KasError('timeout', `${where}: ${request.upstream} did not answer in time: ${error.message}`);
     case 'policy_denied':
     case 'not_supported':
       return new KasError('forbidden', `${where} refused the request: ${error.message}`);
@@ -52,264 +80,287 @@ function errorFromStream(spec: AgentRequestSpec, error: TunnelStreamError): KasE
   }
 }
 
-/** What #route needs of the caller's request: whether its connection is gone. */
-type CallerRequest = { readonly destroyed: boolean };
+/** One attempt's result: an answer, or a failure the next attempt may get around. */
+type Attempt = { stream: AgentStream; sendSpan?: Span } | { retry: KasError; errorType: string };
 
 export class AgentRouter {
   #o: RouterOptions;
-  #sharedWatches: SharedWatches;
 
   constructor(options: RouterOptions) {
     this.#o = options;
-    this.#sharedWatches = new SharedWatches(options.log);
+  }
+
+  get node(): string {
+    return this.#o.registry.node;
   }
 
   /**
-   * Serves a request that arrived on the API port: locally when possible, else via another node.
-   * Traced as the routing span: it lasts until the answer is delivered, and says which replica
-   * (`kas.agent.replica`) on which node (`kas.node`) took the request.
+   * Opens a request to one of the agent's replicas, wherever it is connected, under the routing
+   * span, which lasts until the body is over. Rejects with a KasError when no replica could
+   * answer (404 unregistered, 503 none connected in time, 502 they failed, …).
    */
-  async serve(req: Request, res: Response, spec: AgentRequestSpec, sub: string): Promise<void> {
-    if (!this.#o.tokens.isRegistered(spec.agentId)) {
-      throw new KasError('not_found', `agent ${spec.agentId} is not registered; register it with "kas agent register ${spec.agentId}"`);
+  async open(request: AgentRequest, options: OpenOptions): Promise<AgentStream> {
+    if (!this.#o.tokens.isRegistered(request.agentId)) {
+      throw new KasError('not_found', `agent ${request.agentId} is not registered; register it with "kas agent register ${request.agentId}"`);
     }
-    const shareable = shareableWatch(spec);
-    await inRouteSpan(`route ${spec.upstream}`, spec, (span) =>
-      shareable ? this.#serveShared(res, shareable, sub, span) : this.#route(req, res, spec, sub, span),
-    );
+    const parent = options.parent ?? context.active();
+    const span = startRoutingSpan(options.spanName ?? `route ${request.upstream}`, request, parent);
+    options.onSpan?.(span);
+    const ctx = trace.setSpan(parent, span);
+    const deadline = new Deadline(request.timeoutMs, options.signal);
+    try {
+      const attempt = await context.with(ctx, () => this.#route(request, { ...options, signal: deadline.signal }, span, ctx));
+      this.#account(request, attempt, span, deadline);
+      return attempt.stream;
+    } catch (error) {
+      deadline.clear();
+      failSpan(span, error instanceof KasError ? error.code : 'caller_gone', error);
+      span.end();
+      throw error;
+    }
   }
 
   /**
-   * A watch that identical watches may share (see sharedWatches.ts): this caller's routing span
-   * says whether it joined one (`kas.watch.shared`) and how many viewers that one has; the shared
-   * upstream request is routed under a span of its own, which lives as long as the upstream watch.
+   * Opens a request another node forwarded here, on one of this node's own replicas (the one it
+   * picked, when still connected). Rejects with NotHereError when this node holds none.
    */
-  async #serveShared(res: Response, watch: ShareableWatch, sub: string, span: Span): Promise<void> {
-    await this.#sharedWatches.serve(
-      res,
-      watch,
-      (fanOut, upstreamSpec) =>
-        inRouteSpan('route kubernetes shared watch', upstreamSpec, (upstreamSpan) =>
-          this.#route(fanOut as unknown as CallerRequest, fanOut, upstreamSpec, sub, upstreamSpan),
-        ),
-      {
-        joined: (joined, viewers) => span.setAttributes({ 'kas.watch.shared': joined, 'kas.watch.viewers': viewers }),
-        answered: (node, replica) => span.setAttributes({ 'kas.agent.replica': replica, 'kas.node': node }),
-      },
-    );
+  async openHere(request: AgentRequest, replicaKey: string | undefined, signal?: AbortSignal): Promise<AgentStream> {
+    const { registry } = this.#o;
+    const tried = new Set<string>();
+    const deadline = new Deadline(request.timeoutMs, signal);
+    let connection = registry.localConnection(request.agentId, replicaKey);
+    try {
+      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        if (!connection?.isOpen) {
+          const route = registry.pick(request.agentId, request.upstream, tried);
+          connection = route?.kind === 'local' ? route.connection : undefined;
+        }
+        if (!connection) break;
+        const result = await this.#attemptLocal(connection, request, context.active(), deadline.signal);
+        if ('stream' in result) {
+          this.#account(request, result, undefined, deadline);
+          return result.stream;
+        }
+        if (result.errorType !== 'replica_gone') throw result.retry;
+        tried.add(connection.info.key);
+        connection = undefined;
+      }
+    } catch (error) {
+      deadline.clear();
+      throw error;
+    }
+    deadline.clear();
+    throw new NotHereError('no_replica', `kas node ${registry.node} holds no replica of agent ${request.agentId}`);
   }
 
-  async #route(req: CallerRequest, res: Response, spec: AgentRequestSpec, sub: string, span: Span): Promise<void> {
-    const { registry } = this.#o;
-    const callerGone = abortOnClose(res);
+  async #route(request: AgentRequest, options: OpenOptions, span: Span, ctx: Context): Promise<{ stream: AgentStream; sendSpan?: Span }> {
     const tried = new Set<string>();
     let lastFailure: KasError | undefined;
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const waitStarted = performance.now();
-      const route = await this.#waitForRoute(spec, tried, callerGone);
-      if (!route) {
-        span.addEvent('caller went away while waiting for a replica');
-        return;
-      }
-      const chosen = route.kind === 'local' ? route.connection.info : route.replica;
-      span.setAttributes({ 'kas.agent.replica': chosen.replica, 'kas.node': chosen.node, 'kas.forwarded': route.kind === 'remote' });
-      span.addEvent('replica chosen', {
-        'kas.agent.replica': chosen.replica,
-        'kas.node': chosen.node,
-        'kas.routing.wait_ms': Math.round(performance.now() - waitStarted),
-        attempt: attempt + 1,
+      const route = await this.#waitForRoute(request, tried, options.signal);
+      const replica = route.kind === 'local' ? route.connection.info : route.replica;
+      noteReplicaChosen(span, {
+        replica: replica.replica,
+        node: replica.node,
+        forwarded: route.kind === 'remote',
+        waitMs: performance.now() - waitStarted,
+        attempt,
       });
-      if (route.kind === 'local') {
-        const failure = await this.#serveLocal(route.connection, spec, res);
-        if (!failure) return;
-        span.addEvent('attempt failed', { 'error.type': failure.code, attempt: attempt + 1 });
-        tried.add(route.connection.info.key);
-        lastFailure = errorFromStream(spec, failure);
-        if (failure.code !== 'replica_gone') throw lastFailure;
-        continue;
-      }
-      const { replica } = route;
-      try {
-        const token = await signPrivateToken(this.#o.privateSecret, { sub, agent: spec.agentId, replica: replica.key });
-        const endSignal = spec.streaming ? this.#o.drainSignal : undefined;
-        // The http instrumentation makes this call the kas-to-kas client span and puts its
-        // traceparent on the request.
-        const served = noteServed(res, replica.node, replica.replica);
-        const outcome = await forwardToNode(replica, spec, token, req, res, endSignal, served);
-        if (outcome.kind === 'answered') {
-          span.setAttributes({ 'http.response.status_code': outcome.status, 'kas.response.bytes': outcome.bytes });
-          return;
-        }
-        span.addEvent('attempt failed', { 'error.type': outcome.kind, attempt: attempt + 1 });
-        if (outcome.kind === 'broken') {
-          this.#o.log.info({ node: replica.node, err: outcome.message }, 'forwarded request broke before an answer; trying another replica');
-          lastFailure = new KasError('bad_gateway', `${outcome.message}; retry the request`);
-        }
-        tried.add(replica.key);
-      } catch (error) {
-        if (!(error instanceof ForwardConnectError)) throw error;
-        this.#o.log.warn({ node: replica.node, err: error.message }, 'kas node unreachable; routing around it');
-        span.addEvent('attempt failed', { 'error.type': 'node_unreachable', attempt: attempt + 1 });
-        registry.suspectNode(replica.node);
-        tried.add(replica.key);
-        lastFailure = new KasError('bad_gateway', `${error.message}; retry the request`);
-      }
+      const result =
+        route.kind === 'local'
+          ? await this.#attemptLocal(route.connection, request, ctx, options.signal)
+          : await this.#attemptRemote(route.replica, request, options);
+      if ('stream' in result) return result;
+      noteAttemptFailed(span, result.errorType, attempt);
+      tried.add(replica.key);
+      lastFailure = result.retry;
+      // Only a replica that went away, or a node that could not be reached, is worth another try.
+      if (!['replica_gone', 'not_here', 'broken', 'node_unreachable'].includes(result.errorType)) throw result.retry;
     }
-    throw lastFailure ?? new KasError('bad_gateway', `no replica of agent ${spec.agentId} could take the request; retry it`);
+    throw lastFailure ?? new KasError('bad_gateway', `no replica of agent ${request.agentId} could take the request; retry it`);
   }
 
-  /** Serves a request another node forwarded here: only from this node's own replicas. */
-  async serveLocally(res: Response, spec: AgentRequestSpec, replicaKey: string | undefined): Promise<void> {
-    const { registry } = this.#o;
-    const tried = new Set<string>();
-    let connection = registry.localConnection(spec.agentId, replicaKey);
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (!connection?.isOpen) {
-        const route = registry.pick(spec.agentId, spec.upstream, tried);
-        connection = route?.kind === 'local' ? route.connection : undefined;
-      }
-      if (!connection) break;
-      const failure = await this.#serveLocal(connection, spec, res);
-      if (!failure) return;
-      if (failure.code !== 'replica_gone') throw errorFromStream(spec, failure);
-      tried.add(connection.info.key);
-      connection = undefined;
-    }
-    // Nothing has been written: the sending node may try a replica elsewhere.
-    res.setHeader(NOT_HERE_HEADER, '1');
-    throw new KasError('no_replica', `kas node ${registry.node} holds no replica of agent ${spec.agentId}`);
-  }
-
-  async #waitForRoute(spec: AgentRequestSpec, tried: Set<string>, callerGone: AbortSignal): Promise<Route | undefined> {
+  async #waitForRoute(request: AgentRequest, tried: Set<string>, signal: AbortSignal | undefined): Promise<Route> {
     const { registry, routingTimeoutMs, metrics } = this.#o;
     const started = performance.now();
     const deadline = started + routingTimeoutMs;
     for (;;) {
-      const route = registry.pick(spec.agentId, spec.upstream, tried);
+      const route = registry.pick(request.agentId, request.upstream, tried);
       if (route) {
         metrics.routingDuration.record((performance.now() - started) / 1000);
         return route;
       }
-      if (callerGone.aborted) return undefined;
-      if (tried.size > 0 && registry.replicas(spec.agentId).every((r) => tried.has(r.key))) {
+      if (signal?.aborted) throw signal.reason;
+      if (tried.size > 0 && registry.replicas(request.agentId).every((r) => tried.has(r.key))) {
         // Every replica we know has just failed this request: report that rather than wait.
-        throw new KasError('bad_gateway', `the replicas of agent ${spec.agentId} went away during the request; retry it`);
+        throw new KasError('bad_gateway', `the replicas of agent ${request.agentId} went away during the request; retry it`);
       }
       const left = deadline - performance.now();
       if (left <= 0) {
         metrics.routingTimeouts.add(1);
-        throw this.#noReplicaError(spec);
+        throw this.#noReplicaError(request);
       }
       // AbortSignal.timeout takes whole milliseconds only (a fraction throws RangeError).
-      const waited = AbortSignal.any([callerGone, AbortSignal.timeout(Math.ceil(left))]);
-      await registry.waitForArrival(spec.agentId, waited).catch(() => undefined);
+      const timeout = AbortSignal.timeout(Math.ceil(left));
+      await registry.waitForArrival(request.agentId, signal ? AbortSignal.any([signal, timeout]) : timeout).catch(() => undefined);
     }
   }
 
-  #noReplicaError(spec: AgentRequestSpec): KasError {
-    const connected = this.#o.registry.replicas(spec.agentId);
+  #noReplicaError(request: AgentRequest): KasError {
+    const connected = this.#o.registry.replicas(request.agentId);
     const waited = formatDuration(this.#o.routingTimeoutMs);
     const message =
       connected.length === 0
-        ? `agent ${spec.agentId} is registered but no replica has connected in ${waited}; is agentk running and able to reach kas?`
-        : `agent ${spec.agentId} has ${connected.length} replica(s) connected but none offers ${spec.upstream}; ` +
-          `configure ${spec.upstream} in its agentk config`;
+        ? `agent ${request.agentId} is registered but no replica has connected in ${waited}; is agentk running and able to reach kas?`
+        : `agent ${request.agentId} has ${connected.length} replica(s) connected but none offers ${request.upstream}; ` +
+          `configure ${request.upstream} in its agentk config`;
     return new KasError('no_replica', message, { retryAfterSeconds: RETRY_AFTER_SECONDS });
   }
 
+  /** Sends the request down one replica's tunnel, under its PRODUCER span, and waits until it is ready. */
+  async #attemptLocal(connection: TunnelConnection, request: AgentRequest, parent: Context, signal: AbortSignal | undefined): Promise<Attempt> {
+    const { node } = this.#o.registry;
+    const { replica } = connection.info;
+    const send = startSendSpan(parent, { ...request, replica, node });
+    const tunnel = connection.open(
+      {
+        upstream: request.upstream,
+        method: request.method,
+        path: request.path,
+        query: request.query,
+        headers: request.headers,
+        body: request.body,
+        timeoutMs: request.timeoutMs,
+        traceparent: send.traceparent,
+        tracestate: send.tracestate,
+      },
+      request.streaming,
+    );
+    send.span.setAttribute('messaging.message.id', String(tunnel.id));
+    const onAbort = () => tunnel.cancel('caller went away');
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const head = await tunnel.ready;
+      send.span.addEvent('head', { 'http.response.status_code': head.status });
+      send.span.setAttribute('http.response.status_code', head.status);
+      const body = tunnel.body;
+      const stream: AgentStream = { status: head.status, headers: passableHeaders(head.headers), node, replica, forwarded: false, body };
+      return { stream, sendSpan: send.span };
+    } catch (error) {
+      if (signal?.aborted) {
+        endStreamSpan(send.span, { bytes: 0, chunks: 0, cancelled: 'caller went away' });
+        throw signal.reason;
+      }
+      const failure = error as TunnelStreamError;
+      endStreamSpan(send.span, { bytes: 0, chunks: 0, failure: { type: failure.code, error: failure } });
+      return { retry: errorFromStream(request, failure), errorType: failure.code };
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Hands the request to the node holding the replica (the http instrumentation traces this hop). */
+  async #attemptRemote(replica: ReplicaInfo, request: AgentRequest, options: OpenOptions): Promise<Attempt> {
+    const token = await signPrivateToken(this.#o.privateSecret, { sub: options.sub, agent: request.agentId, replica: replica.key });
+    try {
+      const outcome = await forwardToNode(replica, request, token, options.signal);
+      switch (outcome.kind) {
+        case 'answered': {
+          const node = String(outcome.headers[NODE_HEADER] ?? replica.node);
+          const replicaName = String(outcome.headers[REPLICA_HEADER] ?? replica.replica);
+          const headers = passableHeaders(outcome.headers);
+          return { stream: { status: outcome.status, headers, node, replica: replicaName, forwarded: true, body: outcome.body } };
+        }
+        case 'not_here':
+          return { retry: new KasError('bad_gateway', `kas node ${replica.node} no longer holds that replica; retry the request`), errorType: 'not_here' };
+        case 'broken':
+          this.#o.log.info({ node: replica.node, err: outcome.message }, 'forwarded request broke before an answer; trying another replica');
+          return { retry: new KasError('bad_gateway', `${outcome.message}; retry the request`), errorType: 'broken' };
+      }
+    } catch (error) {
+      if (!(error instanceof ForwardConnectError)) throw error;
+      this.#o.log.warn({ node: replica.node, err: error.message }, 'kas node unreachable; routing around it');
+      this.#o.registry.suspectNode(replica.node);
+      return { retry: new KasError('bad_gateway', `${error.message}; retry the request`), errorType: 'node_unreachable' };
+    }
+  }
+
   /**
-   * Sends the request down one replica's tunnel and streams the answer to the caller. Traced as
-   * the PRODUCER span whose context travels in the tunnel request (agentk's CONSUMER span is its
-   * child); it ends with the stream, counting bytes and chunks, with the first byte as an event.
-   * Returns the failure when the stream failed before anything was written, else undefined.
+   * Watches the body to its end: ends the send and routing spans, counts tunnel bytes, ends a
+   * stream cleanly when the node drains, and turns a mid-body failure into a KasError.
    */
-  async #serveLocal(connection: AgentConnection, spec: AgentRequestSpec, res: Response): Promise<TunnelStreamError | undefined> {
-    const node = this.#o.registry.node;
-    const span = tracer.startSpan(`send ${spec.upstream}`, {
-      kind: SpanKind.PRODUCER,
-      attributes: {
-        'messaging.system': 'socket.io',
-        'messaging.operation.type': 'send',
-        'messaging.destination.name': `agent:${spec.agentId}`,
-        'kas.agent.id': spec.agentId,
-        'kas.agent.replica': connection.info.replica,
-        'kas.node': node,
-        'kas.upstream': spec.upstream,
-        'http.request.method': spec.method,
-        'url.path': spec.path,
+  #account(request: AgentRequest, attempt: { stream: AgentStream; sendSpan?: Span }, routingSpan: Span | undefined, deadline: Deadline): void {
+    const { stream, sendSpan } = attempt;
+    const { metrics, lifecycle } = this.#o;
+    // The answer began in time; if its body does not end in time, it is cut.
+    deadline.onExpiry((error) => stream.body.abort(error, 'the request timed out'));
+    const drain = lifecycle.drainSignal;
+    const onDrain = () => stream.body.cancel('kas node is shutting down');
+    if (request.streaming) {
+      if (drain.aborted) queueMicrotask(onDrain);
+      else drain.addEventListener('abort', onDrain, { once: true });
+    }
+    if (request.body && !stream.forwarded) metrics.tunnelBytes.add(request.body.byteLength, { direction: 'to_agent' });
+    const { firstChunkAt } = stream.body;
+    if (firstChunkAt !== undefined) sendSpan?.addEvent('first byte', firstChunkAt);
+    stream.body.observe({
+      onFirstChunk: () => sendSpan?.addEvent('first byte'),
+      onOver: (outcome: BodyOutcome, detail: unknown) => {
+        deadline.clear();
+        drain.removeEventListener('abort', onDrain);
+        const { bytes, chunks } = stream.body;
+        if (!stream.forwarded) metrics.tunnelBytes.add(bytes, { direction: 'from_agent' });
+        const end: StreamEnd = { bytes, chunks, status: stream.status };
+        if (outcome === 'failed') end.failure = { type: failureType(detail), error: detail };
+        if (outcome === 'cancelled') end.cancelled = String(detail);
+        if (sendSpan) endStreamSpan(sendSpan, end);
+        if (routingSpan) {
+          routingSpan.setAttributes({ 'http.response.status_code': stream.status, 'kas.response.bytes': bytes });
+          if (end.failure) failSpan(routingSpan, end.failure.type, end.failure.error);
+          routingSpan.end();
+        }
       },
     });
-    const carrier: { traceparent?: string; tracestate?: string } = {};
-    propagation.inject(trace.setSpan(context.active(), span), carrier);
-    const stream = connection.open({
-      upstream: spec.upstream,
-      method: spec.method,
-      path: spec.path,
-      query: spec.query,
-      headers: spec.headers,
-      body: spec.body,
-      timeoutMs: spec.timeoutMs,
-      traceparent: carrier.traceparent,
-      tracestate: carrier.tracestate,
-    });
-    span.setAttribute('messaging.message.id', String(stream.id));
-    let chunks = 0;
-    let streamError: TunnelStreamError | undefined;
-    const served = noteServed(res, node, connection.info.replica);
-    stream.on('head', (status) => span.addEvent('head', { 'http.response.status_code': status }));
-    stream.once('data', () => span.addEvent('first byte'));
-    stream.on('data', (chunk) => {
-      chunks++;
-      served.bytes += chunk.byteLength;
-    });
-    stream.on('error', (error) => (streamError = error));
-    const headers = {
-      'X-Kas-Node': node,
-      'X-Kas-Agent-Replica': connection.info.replica,
-    };
-    const outcome = await streamToResponse(stream, res, headers, {
-      flushEachChunk: spec.streaming,
-      endSignal: spec.streaming ? this.#o.drainSignal : undefined,
-    });
-    this.#o.metrics.tunnelBytes.add(outcome.bytes, { direction: 'from_agent' });
-    if (spec.body) this.#o.metrics.tunnelBytes.add(spec.body.byteLength, { direction: 'to_agent' });
-    span.setAttributes({ 'kas.stream.bytes': outcome.bytes, 'kas.stream.chunks': chunks });
-    if (outcome.status !== undefined) span.setAttribute('http.response.status_code', outcome.status);
-    if (streamError) failSpan(span, streamError.code, streamError);
-    else if (!res.writableEnded) span.addEvent('caller went away');
-    span.end();
-    return outcome.failedBeforeHead;
   }
 }
 
-/** Runs `fn` under a routing span that ends with it and records its failure, if any. */
-function inRouteSpan(name: string, spec: AgentRequestSpec, fn: (span: Span) => Promise<void>): Promise<void> {
-  const attributes = { 'kas.agent.id': spec.agentId, 'kas.upstream': spec.upstream };
-  return tracer.startActiveSpan(name, { attributes }, async (span) => {
-    try {
-      await fn(span);
-    } catch (error) {
-      failSpan(span, error instanceof KasError ? error.code : 'internal', error);
-      throw error;
-    } finally {
-      span.end();
+/**
+ * The bound on a request that is not a stream (KAS_REQUEST_TIMEOUT, or what the forwarding node
+ * asked for): its signal aborts with a 504 KasError when the time is up, or with the caller's
+ * reason when the caller's signal aborts first.
+ */
+class Deadline {
+  readonly signal: AbortSignal | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #onExpiry: ((error: KasError) => void) | undefined;
+
+  constructor(ms: number, callerSignal: AbortSignal | undefined) {
+    if (ms <= 0) {
+      this.signal = callerSignal;
+      return;
     }
-  });
+    const controller = new AbortController();
+    this.signal = callerSignal ? AbortSignal.any([callerSignal, controller.signal]) : controller.signal;
+    this.#timer = setTimeout(() => {
+      const error = new KasError('timeout', `the request took longer than KAS_REQUEST_TIMEOUT (${formatDuration(ms)}); narrow the query or raise the limit`);
+      controller.abort(error);
+      this.#onExpiry?.(error);
+    }, ms);
+  }
+
+  onExpiry(listener: (error: KasError) => void): void {
+    this.#onExpiry = listener;
+  }
+
+  clear(): void {
+    clearTimeout(this.#timer);
+    this.#onExpiry = undefined;
+  }
 }
 
-/** Who is answering, and the bytes so far: the API app's log line reads it when the response closes. */
-function noteServed(res: Response, node: string, replica: string): { bytes: number } {
-  const served = { bytes: 0, node, replica };
-  res.locals.served = served;
-  return served;
-}
-
-function abortOnClose(res: Response): AbortSignal {
-  const controller = new AbortController();
-  // Only a caller that left before the answer was complete aborts anything (and an Error with its
-  // stack trace is made only then: this runs for every request).
-  res.once('close', () => {
-    if (!res.writableFinished) controller.abort(new Error('caller went away'));
-  });
-  return controller.signal;
+function failureType(error: unknown): string {
+  if (error instanceof KasError) return error.code;
+  if (error instanceof ForwardBrokenError) return 'forward_broken';
+  return (error as TunnelStreamError | undefined)?.code ?? 'internal';
 }

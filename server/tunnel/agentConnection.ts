@@ -1,22 +1,21 @@
 // kas's side of one agent replica's WebSocket: sends requests, and turns the agent's validated
 // answers into per-request streams. Many requests share one connection; each has its own credit
-// window, so a slow caller slows only its own stream.
-import { EventEmitter } from 'node:events';
+// window, so a slow reader slows only its own stream.
 import { validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Socket } from 'socket.io';
 import type { Logger } from 'pino';
 import {
   type AgentErrorCode,
   type AgentMessage,
-  AgentMessageSchema,
   CHUNK_MAX_BYTES,
   INITIAL_CREDIT_BYTES,
   type KasMessage,
+  readAgentMessages,
   TUNNEL_EVENT,
-  unpackMessages,
   type TunnelRequest,
 } from '../../protocol/messages.ts';
-import type { ReplicaInfo } from '../routing/registry.ts';
+import { ChunkQueue } from './chunkQueue.ts';
+import type { ReplicaInfo } from './replica.ts';
 
 /** Why a tunnel stream failed. `replica_gone`: the connection closed before the answer was complete. */
 export type StreamFailure = AgentErrorCode | 'replica_gone' | 'protocol_violation';
@@ -31,6 +30,14 @@ export class TunnelStreamError extends Error {
 }
 
 export type OutgoingRequest = Omit<TunnelRequest, 'type' | 'id' | 'credit'>;
+
+/** Credit is returned in batches so that small chunks do not each cost a message. */
+const CREDIT_BATCH_BYTES = 4 * CHUNK_MAX_BYTES;
+
+export interface TunnelHead {
+  status: number;
+  headers: Record<string, string | string[]>;
+}
 
 /**
  * Checks a response head before any of it reaches the caller's HTTP connection: a header HTTP
@@ -62,40 +69,55 @@ function checkHead(
   return { expectedBytes: bodyless ? undefined : Number(length) };
 }
 
-interface StreamEvents {
-  head: [status: number, headers: Record<string, string | string[]>];
-  data: [chunk: Uint8Array];
-  end: [];
-  error: [error: TunnelStreamError];
-}
-
-/** One request in flight on a connection, seen from kas. */
-export class TunnelStream extends EventEmitter<StreamEvents> {
+/**
+ * One request in flight on a connection, seen from kas. `ready` settles once the answer can be
+ * passed on: at its head for a stream (a watch must reach its caller before its first event),
+ * else at its first body bytes or its end, so that an agent that breaks the protocol before
+ * then fails the request cleanly (an error answer) instead of cutting a half-sent one.
+ * After that, the answer arrives through `body`; a failure then fails the body.
+ */
+export class TunnelStream {
   readonly id: number;
+  readonly ready: Promise<TunnelHead>;
+  readonly body: ChunkQueue;
   #connection: AgentConnection;
   #method: TunnelRequest['method'];
+  #readyAtHead: boolean;
+  #settleReady!: { resolve: (head: TunnelHead) => void; reject: (error: TunnelStreamError) => void };
+  #head: TunnelHead | undefined;
+  #isReady = false;
   #credit = INITIAL_CREDIT_BYTES;
-  #headSeen = false;
+  #owed = 0;
   #expectedBytes: number | undefined;
   #done = false;
   bytesReceived = 0;
 
-  constructor(connection: AgentConnection, id: number, method: TunnelRequest['method']) {
-    super();
+  constructor(connection: AgentConnection, id: number, method: TunnelRequest['method'], readyAtHead: boolean) {
     this.#connection = connection;
     this.id = id;
     this.#method = method;
+    this.#readyAtHead = readyAtHead;
+    this.ready = new Promise((resolve, reject) => (this.#settleReady = { resolve, reject }));
+    this.ready.catch(() => undefined); // a failure is also reported to whoever awaits it
+    this.body = new ChunkQueue({
+      onConsumed: (bytes) => this.#payBack(bytes),
+      onCancel: (reason) => this.cancel(reason),
+    });
   }
 
   get done(): boolean {
     return this.#done;
   }
 
-  /** The caller consumed `bytes`: the agent may send that many more. */
-  grantCredit(bytes: number): void {
-    if (this.#done || bytes <= 0) return;
-    this.#credit += bytes;
-    this.#connection.send({ type: 'credit', id: this.id, bytes });
+  /** The reader consumed `bytes`: once a batch is due, the agent may send that many more. */
+  #payBack(bytes: number): void {
+    if (this.#done) return;
+    this.#owed += bytes;
+    // The agent still has three quarters of its window when a batch falls due: it never waits on this.
+    if (this.#owed < CREDIT_BATCH_BYTES) return;
+    this.#credit += this.#owed;
+    this.#connection.send({ type: 'credit', id: this.id, bytes: this.#owed });
+    this.#owed = 0;
   }
 
   /** The caller went away or time ran out: tell the agent to abort its upstream request. */
@@ -103,6 +125,8 @@ export class TunnelStream extends EventEmitter<StreamEvents> {
     if (this.#done) return;
     this.#finish();
     this.#connection.send({ type: 'cancel', id: this.id, reason });
+    this.body.cancel(reason);
+    this.#settleReady.reject(new TunnelStreamError('internal', `cancelled: ${reason}`));
   }
 
   #finish(): void {
@@ -113,23 +137,30 @@ export class TunnelStream extends EventEmitter<StreamEvents> {
   fail(error: TunnelStreamError): void {
     if (this.#done) return;
     this.#finish();
-    this.emit('error', error);
+    if (this.#isReady) this.body.fail(error);
+    else this.#settleReady.reject(error);
+  }
+
+  #becomeReady(): void {
+    if (this.#isReady) return;
+    this.#isReady = true;
+    this.#settleReady.resolve(this.#head!);
   }
 
   /** Returns a protocol violation to report, or undefined when the message was fine. */
   receive(message: AgentMessage): string | undefined {
     switch (message.type) {
       case 'head': {
-        if (this.#headSeen) return 'second head';
+        if (this.#head) return 'second head';
         const checked = checkHead(this.#method, message.status, message.headers);
         if (typeof checked === 'string') return checked;
         this.#expectedBytes = checked.expectedBytes;
-        this.#headSeen = true;
-        this.emit('head', message.status, message.headers);
+        this.#head = { status: message.status, headers: message.headers };
+        if (this.#readyAtHead) this.#becomeReady();
         return undefined;
       }
       case 'data': {
-        if (!this.#headSeen) return 'data before head';
+        if (!this.#head) return 'data before head';
         const size = message.chunk.byteLength;
         if (size > CHUNK_MAX_BYTES) return `chunk of ${size} bytes exceeds ${CHUNK_MAX_BYTES}`;
         if (size > this.#credit) return `chunk of ${size} bytes exceeds credit ${this.#credit}`;
@@ -138,16 +169,18 @@ export class TunnelStream extends EventEmitter<StreamEvents> {
         }
         this.#credit -= size;
         this.bytesReceived += size;
-        this.emit('data', message.chunk);
+        this.body.push(message.chunk);
+        this.#becomeReady();
         return undefined;
       }
       case 'end':
-        if (!this.#headSeen) return 'end before head';
+        if (!this.#head) return 'end before head';
         if (this.#expectedBytes !== undefined && this.bytesReceived !== this.#expectedBytes) {
           return `end after ${this.bytesReceived} of the ${this.#expectedBytes} bytes of its Content-Length`;
         }
         this.#finish();
-        this.emit('end');
+        this.body.end();
+        this.#becomeReady();
         return undefined;
       case 'error':
         this.fail(new TunnelStreamError(message.code, message.message));
@@ -156,15 +189,24 @@ export class TunnelStream extends EventEmitter<StreamEvents> {
   }
 }
 
-export class AgentConnection {
+/** What routing needs of a connection to an agent replica (tests give their own). */
+export interface TunnelConnection {
+  readonly info: ReplicaInfo;
+  readonly isOpen: boolean;
+  readonly inFlight: number;
+  /** `readyAtHead`: the stream is ready at its head (watches), else at its first body bytes. */
+  open(request: OutgoingRequest, readyAtHead: boolean): TunnelStream;
+  drain(): void;
+  disconnect(): void;
+}
+
+export class AgentConnection implements TunnelConnection {
   readonly info: ReplicaInfo;
   #socket: Socket;
   #log: Logger;
   #nextId = 1;
   #streams = new Map<number, TunnelStream>();
   #closed = false;
-  bytesIn = 0;
-  bytesOut = 0;
 
   constructor(socket: Socket, info: ReplicaInfo, log: Logger) {
     this.#socket = socket;
@@ -182,8 +224,8 @@ export class AgentConnection {
     return this.#streams.size;
   }
 
-  open(request: OutgoingRequest): TunnelStream {
-    const stream = new TunnelStream(this, this.#nextId++, request.method);
+  open(request: OutgoingRequest, readyAtHead: boolean): TunnelStream {
+    const stream = new TunnelStream(this, this.#nextId++, request.method, readyAtHead);
     if (!this.isOpen) {
       queueMicrotask(() => stream.fail(new TunnelStreamError('replica_gone', 'the agent replica disconnected')));
       return stream;
@@ -195,7 +237,6 @@ export class AgentConnection {
 
   send(message: KasMessage): void {
     if (this.#closed) return;
-    if (message.type === 'request' && message.body) this.bytesOut += message.body.byteLength;
     this.#socket.emit(TUNNEL_EVENT, message);
   }
 
@@ -213,21 +254,13 @@ export class AgentConnection {
   }
 
   #onEvent(raw: unknown): void {
-    const { messages, error } = unpackMessages(raw);
-    if (error) {
-      this.#log.warn({ batch: error }, 'refused a malformed message from agent');
-      return;
-    }
+    const { messages, refused, batchError } = readAgentMessages(raw);
+    if (batchError) this.#log.warn({ batch: batchError }, 'refused a malformed message from agent');
+    for (const issues of refused) this.#log.warn({ issues }, 'refused a malformed message from agent');
     for (const message of messages) this.#onMessage(message);
   }
 
-  #onMessage(raw: unknown): void {
-    const parsed = AgentMessageSchema.safeParse(raw);
-    if (!parsed.success) {
-      this.#log.warn({ issues: parsed.error.issues.slice(0, 3) }, 'refused a malformed message from agent');
-      return;
-    }
-    const message = parsed.data;
+  #onMessage(message: AgentMessage): void {
     const stream = this.#streams.get(message.id);
     if (!stream) {
       // Late answers to cancelled requests land here too; an id never issued is a rogue agent.
@@ -235,7 +268,6 @@ export class AgentConnection {
       this.#log[level]({ requestId: message.id, type: message.type }, 'agent answered a request it was not sent');
       return;
     }
-    if (message.type === 'data') this.bytesIn += message.chunk.byteLength;
     let violation: string | undefined;
     try {
       violation = stream.receive(message);

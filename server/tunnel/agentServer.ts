@@ -1,27 +1,26 @@
 // The agent port: socket.io over WebSocket only. Authenticates each replica by its token (the
 // agent id comes from the token, never from what the agent says), puts it in the room
-// `agent:<id>` and hands it to the registry.
+// `agent:<id>` and reports it connected and disconnected.
 import type http from 'node:http';
 import type https from 'node:https';
 import { Server, type Socket } from 'socket.io';
 import type { Logger } from 'pino';
 import { FRAME_MAX_BYTES, HandshakeSchema, PROTOCOL_VERSION } from '../../protocol/messages.ts';
 import type { AgentTokenStore } from '../auth/agentTokens.ts';
-import type { AgentRegistry, ReplicaInfo } from '../routing/registry.ts';
-import type { KasMetrics } from '../observability/metrics.ts';
 import { AgentConnection } from './agentConnection.ts';
+import type { ReplicaInfo } from './replica.ts';
 
 export const agentRoom = (agentId: string) => `agent:${agentId}`;
 
 export interface AgentServerOptions {
   httpServer: http.Server | https.Server;
   tokens: AgentTokenStore;
-  registry: AgentRegistry;
+  /** This node's name and the URL other nodes reach it at, for the replicas it holds. */
+  node: string;
   nodeUrl: string;
-  metrics: KasMetrics;
   log: Logger;
-  onReplicaUp: (info: ReplicaInfo) => void;
-  onReplicaDown: (info: ReplicaInfo) => void;
+  onConnected: (connection: AgentConnection) => void;
+  onDisconnected: (connection: AgentConnection) => void;
   /** While draining, new replicas are turned away so they connect to another node. */
   isDraining: () => boolean;
 }
@@ -56,7 +55,7 @@ export function createAgentServer(o: AgentServerOptions): Server {
       agentId,
       key: socket.id,
       replica: handshake.data.replica,
-      node: o.registry.node,
+      node: o.node,
       nodeUrl: o.nodeUrl,
       connectedAt: new Date().toISOString(),
       version: handshake.data.version,
@@ -70,14 +69,10 @@ export function createAgentServer(o: AgentServerOptions): Server {
     const log = o.log.child({ agent_id: info.agentId, replica: info.replica });
     const connection = new AgentConnection(socket, info, log);
     void socket.join(agentRoom(info.agentId));
-    o.registry.addLocal(connection);
-    o.metrics.connectedReplicas.add(1);
-    o.onReplicaUp(info);
+    o.onConnected(connection);
     log.info({ capabilities: info.capabilities, version: info.version }, 'agent replica connected');
     socket.on('disconnect', (reason) => {
-      o.registry.removeLocal(connection);
-      o.metrics.connectedReplicas.add(-1);
-      o.onReplicaDown(info);
+      o.onDisconnected(connection);
       log.info({ reason }, 'agent replica disconnected');
     });
   });

@@ -3,9 +3,9 @@
 // answers reaching kubectl.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { isKubernetesStream, readKubernetesPath } from '../../protocol/kubernetesPath.ts';
-import { KasError } from '../../server/http/errors.ts';
-import { checkKubernetesRequest } from '../../server/modules/kubernetes/server.ts';
+import { isKubernetesStream, readKubernetesPath } from '../../protocol/kubernetes.ts';
+import { KasError } from '../../server/routing/errors.ts';
+import { checkKubernetesRequest } from '../../server/modules/kubernetes/allowList.ts';
 import { DEFAULT_KUBERNETES_POLICY, KubernetesPolicySchema, policyRefusal } from '../../agent/modules/kubernetes/policy.ts';
 import { withIdleKeepalive } from '../../agent/modules/kubernetes/agent.ts';
 

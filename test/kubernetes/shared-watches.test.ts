@@ -1,27 +1,29 @@
-// Identical watches share one upstream watch (server/routing/sharedWatches.ts): through the node
+// Identical watches share one upstream watch (server/modules/kubernetes/sharedWatch.ts): through the node
 // that does NOT hold the agent, several callers watching the same thing from the same
 // resourceVersion cost the API server one watch, and every caller still gets exactly the events
 // its own watch would have given it: late joiners get what they missed, each caller's
 // timeoutSeconds is its own, a caller that stops reading is ended without holding up the others,
 // and the upstream watch ends with its last viewer.
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { Response } from 'express';
 import { pino } from 'pino';
-import { SharedWatches, shareableWatch } from '../../server/routing/sharedWatches.ts';
-import type { AgentRequestSpec } from '../../server/routing/spec.ts';
+import { FanOutHub, nodeBudget } from '../../server/fanout/hub.ts';
+import type { Agents, Reply } from '../../server/modules/capability.ts';
+import { serveSharedWatch, shareableWatch, type WatchHead } from '../../server/modules/kubernetes/sharedWatch.ts';
+import type { KasError } from '../../server/routing/errors.ts';
+import type { AgentRequest, AgentStream } from '../../server/routing/request.ts';
+import { ChunkQueue } from '../../server/tunnel/chunkQueue.ts';
 import { KasCluster } from '../support/kas.ts';
 import { type KubeSim, startKubeSim } from '../support/k8sSim.ts';
 import { waitFor } from '../support/procs.ts';
 import { makeTestPki } from '../support/tls.ts';
 
 describe('which watches may be shared', () => {
-  const spec = (query: string, headers: Record<string, string> = {}): AgentRequestSpec => ({
+  const spec = (query: string, headers: Record<string, string> = {}): AgentRequest => ({
     agentId: 'a',
     upstream: 'kubernetes',
     method: 'GET',
@@ -41,8 +43,8 @@ describe('which watches may be shared', () => {
     assert.notEqual(a.key, b.key, 'another Accept is another answer');
     assert.equal(a.resourceVersion, '10');
     assert.equal(a.timeoutSeconds, 30);
-    assert.equal(new URLSearchParams(a.upstreamSpec.query).get('timeoutSeconds'), '30', 'the first caller asks the API server as it would');
-    assert.equal(new URLSearchParams(a.upstreamSpec.query).get('resourceVersion'), '10');
+    assert.equal(new URLSearchParams(a.request.query).get('timeoutSeconds'), '30', 'the first caller asks the API server as it would');
+    assert.equal(new URLSearchParams(a.request.query).get('resourceVersion'), '10');
     assert.notEqual(shareableWatch(spec('watch=1&resourceVersion=10&labelSelector=app%3Dy'))!.key, a.key);
     assert.ok(shareableWatch(spec('watch=true&resourceVersion=10', { accept: 'application/json' })));
   });
@@ -306,41 +308,77 @@ test('a refusal or a 410 reaches every caller waiting on the shared watch', asyn
   }
 });
 
-/** Just what SharedWatches uses of an express Response, recording what it was sent. */
-class FakeResponse extends EventEmitter {
-  headers: Record<string, unknown> = {};
+/** A caller's answer as the shared watch writes it, recorded. */
+class RecordingReply implements Reply {
   status = 0;
+  headers: Record<string, unknown> = {};
   body = '';
-  writableEnded = false;
+  ended = false;
   destroyed = false;
-  writableLength = 0;
-  locals: Record<string, unknown> = {};
-  setHeader(name: string, value: unknown) {
-    this.headers[name] = value;
+  failure: KasError | undefined;
+  backlog = 0;
+  #gone = new AbortController();
+  #closeListeners = new Set<() => void>();
+
+  get signal(): AbortSignal {
+    return this.#gone.signal;
   }
-  writeHead(status: number) {
+  get started(): boolean {
+    return this.status !== 0;
+  }
+  async pass(): Promise<void> {
+    throw new Error('a shared watch composes its answers');
+  }
+  start(status: number, headers: Readonly<Record<string, unknown>>) {
     this.status = status;
+    Object.assign(this.headers, headers);
   }
-  flushHeaders() {}
-  write(chunk: Buffer) {
-    this.body += chunk.toString();
-    return true;
+  write(chunk: Uint8Array | string) {
+    this.body += Buffer.from(chunk).toString();
   }
   end() {
-    this.writableEnded = true;
-    this.emit('close');
+    this.ended = true;
+    this.#close();
   }
   destroy() {
     this.destroyed = true;
-    this.emit('close');
+    this.#close();
   }
+  fail(error: KasError) {
+    this.failure = error;
+    this.#close();
+  }
+  onClose(listener: () => void) {
+    this.#closeListeners.add(listener);
+    return () => this.#closeListeners.delete(listener);
+  }
+  /** The caller goes away. */
   leave() {
+    this.#gone.abort(new Error('caller went away'));
     this.destroyed = true;
-    this.emit('close');
+    this.#close();
+  }
+  #close() {
+    for (const listener of this.#closeListeners) listener();
+    this.#closeListeners.clear();
   }
 }
 
-describe('SharedWatches without the network', () => {
+/** The router's handle, answering each watch with a body the test writes (or not at all). */
+class ScriptedAgents implements Agents {
+  opened = 0;
+  answers: { body: ChunkQueue; cancelled: Promise<void> }[] = [];
+  async open(): Promise<AgentStream> {
+    this.opened++;
+    let cancelled!: () => void;
+    const gone = new Promise<void>((resolve) => (cancelled = resolve));
+    const body = new ChunkQueue({ onCancel: () => cancelled() });
+    this.answers.push({ body, cancelled: gone });
+    return { status: 200, headers: { 'content-type': 'application/json' }, node: 'kas-x', replica: 'r-0', forwarded: false, body };
+  }
+}
+
+describe('shared watches without the network', () => {
   const log = pino({ level: 'silent' });
   const watchSpec = (rv: string) =>
     shareableWatch({
@@ -355,100 +393,102 @@ describe('SharedWatches without the network', () => {
       timeoutMs: 0,
     })!;
   const event = (rv: number, pad = '') => `{"type":"MODIFIED","object":{"metadata":{"resourceVersion":"${rv}"},"pad":"${pad}"}}\n`;
+  const newHub = (replayTotalBytes?: number) => new FanOutHub<WatchHead, Buffer>(log, nodeBudget(replayTotalBytes));
 
   /** Starts a shared watch whose upstream answer is written by the test through `upstream`. */
-  function start(watches: SharedWatches, rv: string) {
-    let upstream!: { write(text: string): void; end(): void; gone: Promise<void> };
-    const res = new FakeResponse();
-    const hooks = { joined: () => undefined, answered: () => undefined };
-    const served = watches.serve(res as unknown as Response, watchSpec(rv), async (fanOut) => {
-      fanOut.setHeader('content-type', 'application/json');
-      fanOut.writeHead(200);
-      await new Promise<void>((resolve) => {
-        upstream = { write: (text) => fanOut.write(Buffer.from(text)), end: () => (fanOut.end(), resolve()), gone: new Promise((r) => fanOut.once('close', r)) };
-      });
-    }, hooks);
-    return { res, served, upstream: () => upstream };
+  async function start(hub: FanOutHub<WatchHead, Buffer>, rv: string) {
+    const agents = new ScriptedAgents();
+    const res = new RecordingReply();
+    const served = serveSharedWatch(hub, agents, watchSpec(rv), 'test', res);
+    await waitFor(async () => agents.answers.length > 0 || undefined, { timeoutMs: 1000, what: 'the upstream watch' });
+    const { body, cancelled } = agents.answers[0]!;
+    const upstream = { write: (text: string) => body.push(Buffer.from(text)), end: () => body.end(), gone: cancelled };
+    await new Promise((r) => setImmediate(r));
+    return { res, served, upstream: () => upstream, agents };
   }
-  const join = (watches: SharedWatches, rv: string) => {
-    const res = new FakeResponse();
-    const served = watches.serve(res as unknown as Response, watchSpec(rv), () => Promise.reject(new Error('a new upstream watch was started')), {
-      joined: () => undefined,
-      answered: () => undefined,
-    });
-    return { res, served };
+  const join = (hub: FanOutHub<WatchHead, Buffer>, rv: string) => {
+    const res = new RecordingReply();
+    const agents = new ScriptedAgents();
+    const served = serveSharedWatch(hub, agents, watchSpec(rv), 'test', res);
+    return { res, served, agents };
   };
+  const settle = () => new Promise((r) => setImmediate(r));
 
   test('events split across chunks reach callers whole; blank keep-alive lines pass but are not replayed', async () => {
-    const watches = new SharedWatches(log);
-    const first = start(watches, '1');
-    await new Promise((r) => setImmediate(r));
+    const hub = newHub();
+    const first = await start(hub, '1');
     const up = first.upstream();
     const text = event(2) + '\n' + event(3);
     up.write(text.slice(0, 10));
     up.write(text.slice(10, 70));
     up.write(text.slice(70));
+    await settle();
     assert.equal(first.res.body, text);
-    const late = join(watches, '2');
+    const late = join(hub, '2');
+    assert.equal(late.agents.opened, 0, 'the late caller joined the running watch');
     assert.equal(late.res.body, event(3), 'replayed from the event after resourceVersion 2, without the blank line');
     up.end();
     await Promise.all([first.served, late.served]);
-    assert.ok(first.res.writableEnded && late.res.writableEnded);
-    assert.deepEqual(watches.stats(), { upstreams: 0, viewers: 0, replayBytes: 0 });
+    assert.ok(first.res.ended && late.res.ended);
+    assert.deepEqual(hub.stats(), { upstreams: 0, viewers: 0, replayBytes: 0 });
   });
 
   test('all replay buffers together stay within the budget; a start that was dropped cannot be joined', async () => {
-    const watches = new SharedWatches(log, { replayTotalBytes: 10_000 });
-    const a = start(watches, '1');
-    const b = start(watches, '1000');
-    await new Promise((r) => setImmediate(r));
+    const hub = newHub(10_000);
+    const a = await start(hub, '1');
+    const b = await start(hub, '1000');
     for (let i = 0; i < 100; i++) {
       a.upstream().write(event(2 + i, 'x'.repeat(100)));
       b.upstream().write(event(1001 + i, 'y'.repeat(100)));
+      await settle();
     }
-    const { replayBytes, upstreams } = watches.stats();
+    const { replayBytes, upstreams } = hub.stats();
     assert.equal(upstreams, 2);
     assert.ok(replayBytes <= 10_000, `replay buffers hold ${replayBytes} bytes`);
     assert.ok(replayBytes > 5_000, `and still replay recent events (${replayBytes} bytes)`);
     // The start of a was dropped: a caller from it gets its own upstream watch, not a gap.
-    let startedOwn = false;
-    const fromStart = watches.serve(new FakeResponse() as unknown as Response, watchSpec('1'), async () => void (startedOwn = true), { joined: () => undefined, answered: () => undefined });
-    await fromStart.catch(() => undefined); // it answered nothing: the caller gets a 502
-    assert.ok(startedOwn);
+    const fromStart = join(hub, '1');
+    await waitFor(async () => fromStart.agents.opened > 0 || undefined, { timeoutMs: 1000, what: 'an upstream watch of its own' });
+    fromStart.res.leave();
+    await fromStart.served;
     // A recent event can still be joined from.
-    const recent = join(watches, String(2 + 98));
+    const recent = join(hub, String(2 + 98));
+    assert.equal(recent.agents.opened, 0);
     assert.equal(recent.res.body, event(2 + 99, 'x'.repeat(100)));
     recent.res.leave();
     a.res.leave();
     b.res.leave();
     await Promise.all([a.upstream().gone, b.upstream().gone]);
-    assert.equal(watches.stats().replayBytes, 0, 'closed watches give their replay bytes back');
+    assert.equal(hub.stats().replayBytes, 0, 'closed watches give their replay bytes back');
   });
 
   test('an answer with no line ends is passed on unsplit, and nobody joins it', async () => {
-    const watches = new SharedWatches(log);
-    const first = start(watches, '1');
-    await new Promise((r) => setImmediate(r));
+    const hub = newHub();
+    const first = await start(hub, '1');
     const piece = 'z'.repeat(1024 * 1024);
-    for (let i = 0; i < 9; i++) first.upstream().write(piece);
+    for (let i = 0; i < 9; i++) {
+      first.upstream().write(piece);
+      await settle();
+    }
     assert.equal(first.res.body.length, 9 * piece.length, 'held back no more than one event may be');
-    let startedOwn = false;
-    const other = watches.serve(new FakeResponse() as unknown as Response, watchSpec('1'), async () => void (startedOwn = true), { joined: () => undefined, answered: () => undefined });
-    await other.catch(() => undefined);
-    assert.ok(startedOwn, 'a second caller got its own upstream watch');
+    const other = join(hub, '1');
+    await waitFor(async () => other.agents.opened > 0 || undefined, { timeoutMs: 1000, what: 'a second upstream watch' });
+    assert.equal(other.agents.opened, 1, 'a second caller got its own upstream watch');
+    other.res.leave();
     first.upstream().write('tail');
+    await settle();
     assert.ok(first.res.body.endsWith('tail'));
     first.upstream().end();
     await first.served;
   });
 
   test('a caller that left before it could join starts nothing', async () => {
-    const watches = new SharedWatches(log);
-    const res = new FakeResponse();
-    res.destroyed = true;
-    let started = false;
-    await watches.serve(res as unknown as Response, watchSpec('5'), async () => void (started = true), { joined: () => undefined, answered: () => undefined });
-    assert.equal(started, false);
-    assert.deepEqual(watches.stats(), { upstreams: 0, viewers: 0, replayBytes: 0 });
+    const hub = newHub();
+    const res = new RecordingReply();
+    res.leave();
+    const agents = new ScriptedAgents();
+    await serveSharedWatch(hub, agents, watchSpec('5'), 'test', res);
+    assert.equal(agents.opened, 0);
+    assert.deepEqual(hub.stats(), { upstreams: 0, viewers: 0, replayBytes: 0 });
   });
 });

@@ -7,9 +7,11 @@ import http from 'node:http';
 import https from 'node:https';
 import { homedir } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { isWatch, readKubernetesPath } from '../../../protocol/kubernetes.ts';
 import type { TunnelRequest } from '../../../protocol/messages.ts';
 import { type UpstreamExecutor, UpstreamError, type UpstreamResponse } from '../../tunnel/serveRequest.ts';
-import { type KubernetesPolicy, policyRefusal } from './policy.ts';
+import type { AgentCapability } from '../index.ts';
+import { DEFAULT_KUBERNETES_POLICY, type KubernetesPolicy, policyRefusal } from './policy.ts';
 
 export interface KubernetesSettings {
   inCluster?: boolean | undefined;
@@ -77,6 +79,17 @@ class AgentCache {
 
 const plainAgent = new http.Agent({ keepAlive: true }); // uncapped, as above
 
+export const kubernetesExecutor: AgentCapability = async ({ file, env, watchKeepaliveMs, log }) => {
+  if (!file.kubernetes && !env.KUBERNETES_SERVICE_HOST) {
+    log.info('no kubernetes section in the agent config and not in a pod: the kubernetes capability is off');
+    return undefined;
+  }
+  const kc = await loadKubeConfig(file.kubernetes ?? {}, env);
+  const policy = file.policy?.kubernetes ?? DEFAULT_KUBERNETES_POLICY;
+  log.info({ server: kc.getCurrentCluster()?.server, policy }, 'kubernetes capability on');
+  return kubernetesUpstream(kc, policy, { keepaliveMs: watchKeepaliveMs });
+};
+
 export function kubernetesUpstream(
   kc: KubeConfig,
   policy: KubernetesPolicy,
@@ -113,9 +126,9 @@ export function kubernetesUpstream(
     });
     const responseHeaders: Record<string, string | string[]> = {};
     for (const [name, value] of Object.entries(incoming.headers)) if (value !== undefined) responseHeaders[name] = value;
-    const isWatch = /(^|&)watch=(1|true)(&|$)/.test(request.query) || request.path.includes('/watch/');
+    const watch = isWatch(readKubernetesPath(request.path.split('/').slice(1).map(decodeURIComponent)), new URLSearchParams(request.query));
     const json = /^application\/json\b/.test(String(incoming.headers['content-type'] ?? ''));
-    const body = isWatch && json && incoming.statusCode === 200 ? withIdleKeepalive(incoming, keepaliveMs) : incoming;
+    const body = watch && json && incoming.statusCode === 200 ? withIdleKeepalive(incoming, keepaliveMs) : incoming;
     return { status: incoming.statusCode ?? 502, headers: responseHeaders, body };
   };
 }

@@ -7,7 +7,7 @@ import {
   type KubernetesTarget,
   qualifiedResource,
   readKubernetesPath,
-} from '../../../protocol/kubernetesPath.ts';
+} from '../../../protocol/kubernetes.ts';
 
 const names = z.array(z.string().min(1)).min(1);
 const RuleSchema = z.object({ namespaces: names.default(['*']), resources: names.default(['*']) }).strict();

@@ -4,6 +4,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { TunnelRequest } from '../../../protocol/messages.ts';
 import type { UpstreamExecutor, UpstreamResponse } from '../../tunnel/serveRequest.ts';
+import type { AgentCapability } from '../index.ts';
 
 const keepAlive = {
   http: new http.Agent({ keepAlive: true, maxSockets: 256 }),
@@ -38,6 +39,10 @@ export function httpUpstream(baseUrl: string, extraHeaders: () => Record<string,
     });
 }
 
-export function prometheusUpstream(url: string): UpstreamExecutor {
-  return httpUpstream(url);
-}
+export const prometheusExecutor: AgentCapability = async ({ file, log }) => {
+  if (!file.prometheus) {
+    log.info('no prometheus.url in the agent config: the prometheus capability is off');
+    return undefined;
+  }
+  return httpUpstream(file.prometheus.url);
+};

@@ -1,8 +1,8 @@
-// The server half of the Prometheus capability: which requests callers may make of an agent's
-// Prometheus. Read-only query APIs pass; admin APIs, remote write, federation and the UI do not.
-import { KasError } from '../../http/errors.ts';
-import { encodePath, normalisePath } from '../../http/paths.ts';
-import type { CapabilityRequest, CheckedRequest } from '../capability.ts';
+// Which requests callers may make of an agent's Prometheus: the read-only query APIs pass;
+// admin APIs, remote write, federation and the UI do not.
+import { KasError } from '../../routing/errors.ts';
+import { pickHeaders } from '../headers.ts';
+import { encodePath, normalisePath } from '../paths.ts';
 
 const ALLOWED = [
   'api/v1/query',
@@ -26,7 +26,17 @@ function allowed(segments: string[]): boolean {
   );
 }
 
-export function checkPrometheusRequest(request: CapabilityRequest): CheckedRequest {
+export interface CheckedPrometheusRequest {
+  method: 'GET' | 'POST';
+  path: string;
+  headers: Record<string, string>;
+}
+
+export function checkPrometheusRequest(request: {
+  method: string;
+  rawPath: string;
+  headers: Readonly<Record<string, string | string[] | undefined>>;
+}): CheckedPrometheusRequest {
   const segments = normalisePath(request.rawPath);
   const path = segments.join('/');
   if (request.method !== 'GET' && request.method !== 'POST') {
@@ -35,14 +45,5 @@ export function checkPrometheusRequest(request: CapabilityRequest): CheckedReque
   if (!allowed(segments)) {
     throw new KasError('forbidden', `Prometheus path /${path} is not allowed through kas; only the read-only query APIs are`);
   }
-  return { method: request.method, path: encodePath(segments), headers: pickHeaders(request.headers), streaming: false };
-}
-
-export function pickHeaders(headers: Record<string, string | string[] | undefined>, names = FORWARDED_HEADERS): Record<string, string> {
-  const picked: Record<string, string> = {};
-  for (const name of names) {
-    const value = headers[name];
-    if (value !== undefined) picked[name] = Array.isArray(value) ? value.join(', ') : value;
-  }
-  return picked;
+  return { method: request.method, path: encodePath(segments), headers: pickHeaders(request.headers, FORWARDED_HEADERS) };
 }

@@ -1,4 +1,4 @@
-import { KasError } from './errors.ts';
+import { KasError } from '../routing/errors.ts';
 
 /**
  * Normalises the path a caller asked for below an upstream's base URL into decoded segments:

@@ -1,11 +1,10 @@
-// The server half of the Kubernetes capability: kas lets only reads through (discovery, get,
-// list, watch, logs), whatever the agent's own policy says. Defence in depth: agentk enforces
-// the cluster owner's policy too, and a request refused here never reaches any agent.
-import { FORBIDDEN_SUBRESOURCES, isKubernetesStream, readKubernetesPath } from '../../../protocol/kubernetesPath.ts';
-import { KasError } from '../../http/errors.ts';
-import { encodePath, normalisePath } from '../../http/paths.ts';
-import type { CapabilityRequest, CheckedRequest } from '../capability.ts';
-import { pickHeaders } from '../prometheus/server.ts';
+// kas lets only reads through to the Kubernetes API (discovery, get, list, watch, logs), whatever
+// the agent's own policy says. Defence in depth: agentk enforces the cluster owner's policy too,
+// and a request refused here never reaches any agent.
+import { FORBIDDEN_SUBRESOURCES, isKubernetesStream, readKubernetesPath } from '../../../protocol/kubernetes.ts';
+import { KasError } from '../../routing/errors.ts';
+import { pickHeaders } from '../headers.ts';
+import { encodePath, normalisePath } from '../paths.ts';
 
 /**
  * Request headers the API server may see. Never the caller's Authorization (kas's token is not
@@ -13,7 +12,20 @@ import { pickHeaders } from '../prometheus/server.ts';
  */
 const FORWARDED_HEADERS = ['accept', 'accept-encoding', 'user-agent', 'content-type'];
 
-export function checkKubernetesRequest(request: CapabilityRequest): CheckedRequest {
+export interface CheckedKubernetesRequest {
+  method: 'GET' | 'HEAD';
+  path: string;
+  headers: Record<string, string>;
+  /** A watch or a followed log. */
+  streaming: boolean;
+}
+
+export function checkKubernetesRequest(request: {
+  method: string;
+  rawPath: string;
+  query: string;
+  headers: Readonly<Record<string, string | string[] | undefined>>;
+}): CheckedKubernetesRequest {
   const method = request.method;
   if (method !== 'GET' && method !== 'HEAD') {
     throw new KasError('forbidden', `${method} is not allowed on the Kubernetes API through kas: it is read only (get, list, watch, logs)`);

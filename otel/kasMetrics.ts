@@ -1,5 +1,5 @@
 import type { Counter, Histogram, Meter, ObservableGauge, UpDownCounter } from '@opentelemetry/api';
-import { SECONDS_BUCKETS } from '../../otel/metrics.ts';
+import { SECONDS_BUCKETS } from './metrics.ts';
 
 /** kas's instruments, named as the contract lists them. */
 export interface KasMetrics {

@@ -1,8 +1,10 @@
-// What a Kubernetes API path means: discovery, or a resource (group, version, namespace,
-// resource, name, subresource). kas (its allow-list) and agentk (the cluster owner's policy)
-// both judge requests by this one reading, so they cannot disagree about what a path asks for.
+// What both halves of the Kubernetes capability share: what a Kubernetes API path means
+// (discovery, or a resource: group, version, namespace, resource, name, subresource) and whether
+// a request is a watch or a followed log. kas (its allow-list, its shared watches) and agentk (the
+// cluster owner's policy, its keep-alive lines) judge requests by this one reading, so they cannot
+// disagree about what a request asks for.
 //
-// Input is the normalised, decoded segment list (server/http/paths.ts normalisePath), e.g.
+// Input is the normalised, decoded segment list (server/modules/paths.ts normalisePath), e.g.
 // `api/v1/namespaces/x/pods/y/log` → ['api','v1','namespaces','x','pods','y','log'].
 
 export type KubernetesTarget =
@@ -79,17 +81,30 @@ function isNamespaceSubresource(third: string, length: number): boolean {
   return length === 3 && (third === 'status' || third === 'finalize');
 }
 
+/**
+ * A boolean query parameter as the API server reads it (Go's strconv.ParseBool): `1`, `t`, `true`
+ * in any of Go's spellings are true, `0`, `f`, `false` false; anything else is no answer (the API
+ * server refuses it with 400, so kas treats it as not set and lets the API server say so).
+ */
+function boolParam(query: URLSearchParams, name: string): boolean {
+  const value = query.get(name);
+  return value !== null && TRUE_VALUES.has(value);
+}
+const TRUE_VALUES = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
+
+/** A watch: `watch=true` on a resource path, or the deprecated `/watch/` prefix. */
+export function isWatch(target: KubernetesTarget, query: URLSearchParams): boolean {
+  return target.kind === 'resource' && (target.watchPrefix || boolParam(query, 'watch'));
+}
+
+/** A pod log with `follow=true`. */
+export function isLogFollow(target: KubernetesTarget, query: URLSearchParams): boolean {
+  return target.kind === 'resource' && target.subresource === 'log' && boolParam(query, 'follow');
+}
+
 /** Whether the request is a long-lived stream: a watch or a followed log. */
 export function isKubernetesStream(target: KubernetesTarget, query: URLSearchParams): boolean {
-  if (target.kind !== 'resource') return false;
-  if (target.watchPrefix) return true;
-  const watch = query.get('watch');
-  if (watch !== null && watch !== 'false' && watch !== '0') return true;
-  if (target.subresource === 'log') {
-    const follow = query.get('follow');
-    return follow !== null && follow !== 'false' && follow !== '0';
-  }
-  return false;
+  return isWatch(target, query) || isLogFollow(target, query);
 }
 
 /** `pods`, or `deployments.apps` for a non-core group: how policies name resources. */

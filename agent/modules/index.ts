@@ -1,0 +1,56 @@
+// The capabilities agentk offers, one line each (their server halves are listed in
+// server/modules/index.ts). Each turns the cluster owner's agent.yaml into the executor of its
+// requests, or leaves the capability off when the config does not ask for it.
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { Upstream } from '../../protocol/messages.ts';
+import type { UpstreamExecutor } from '../tunnel/serveRequest.ts';
+import { kubernetesExecutor } from './kubernetes/agent.ts';
+import { KubernetesPolicySchema } from './kubernetes/policy.ts';
+import { prometheusExecutor } from './prometheus/agent.ts';
+
+/** agent.yaml: each capability's section (absent = that capability off), and the owner's policy. */
+export const AgentFileSchema = z
+  .object({
+    prometheus: z.object({ url: z.url() }).strict().optional(),
+    kubernetes: z
+      .object({ inCluster: z.boolean().optional(), kubeconfig: z.string().optional(), context: z.string().optional() })
+      .strict()
+      .optional(),
+    policy: z.object({ kubernetes: KubernetesPolicySchema.optional() }).strict().optional(),
+  })
+  .strict();
+export type AgentFileConfig = z.infer<typeof AgentFileSchema>;
+
+export interface AgentCapabilitySetup {
+  file: AgentFileConfig;
+  env: Record<string, string | undefined>;
+  watchKeepaliveMs: number;
+  log: Logger;
+}
+
+/** Returns the capability's executor, or undefined when it is off; throws when its config cannot work. */
+export type AgentCapability = (setup: AgentCapabilitySetup) => Promise<UpstreamExecutor | undefined>;
+
+const CAPABILITIES: Record<Upstream, AgentCapability> = {
+  prometheus: prometheusExecutor,
+  kubernetes: kubernetesExecutor,
+};
+
+export class CapabilitySetupError extends Error {
+  override name = 'CapabilitySetupError';
+}
+
+export async function createExecutors(setup: AgentCapabilitySetup): Promise<Partial<Record<Upstream, UpstreamExecutor>>> {
+  const executors: Partial<Record<Upstream, UpstreamExecutor>> = {};
+  for (const [name, create] of Object.entries(CAPABILITIES) as [Upstream, AgentCapability][]) {
+    let executor: UpstreamExecutor | undefined;
+    try {
+      executor = await create(setup);
+    } catch (error) {
+      throw new CapabilitySetupError(`cannot set up ${name}: ${(error as Error).message}`);
+    }
+    if (executor) executors[name] = executor;
+  }
+  return executors;
+}

@@ -1,0 +1,20 @@
+// The capabilities kas offers, one line each. A new capability is a folder here (its server
+// half), one under agent/modules/ (its agent half), what both share in protocol/, and a line in
+// this list and in agent/modules/index.ts.
+import type { Logger } from 'pino';
+import type { Budget } from '../fanout/hub.ts';
+import type { Agents, ServerCapability } from './capability.ts';
+import { kubernetesCapability } from './kubernetes/index.ts';
+import { prometheusCapability } from './prometheus/index.ts';
+
+export interface CapabilityDeps {
+  agents: Agents;
+  log: Logger;
+  /** The node's replay budget, shared by every capability's shared streams. */
+  budget: Budget;
+}
+
+export function createCapabilities(deps: CapabilityDeps): Map<string, ServerCapability> {
+  const capabilities = [prometheusCapability(deps), kubernetesCapability(deps)];
+  return new Map(capabilities.map((capability) => [capability.name, capability]));
+}
