@@ -31,7 +31,7 @@ const RETRY_AFTER_SECONDS = 5;
 
 export interface RouterOptions {
   registry: AgentRegistry;
-  tokens: AgentTokenStore;
+  tokens: Pick<AgentTokenStore, 'isRegistered'>;
   privateSecret: Uint8Array;
   routingTimeoutMs: number;
   log: Logger;

@@ -69,6 +69,12 @@ function checkHead(
   return { expectedBytes: bodyless ? undefined : Number(length) };
 }
 
+/** What a stream needs of its connection: a way to send kas's messages, and to be forgotten once over. */
+export interface StreamSink {
+  send(message: KasMessage): void;
+  forget(id: number): void;
+}
+
 /**
  * One request in flight on a connection, seen from kas. `ready` settles once the answer can be
  * passed on: at its head for a stream (a watch must reach its caller before its first event),
@@ -80,7 +86,7 @@ export class TunnelStream {
   readonly id: number;
   readonly ready: Promise<TunnelHead>;
   readonly body: ChunkQueue;
-  #connection: AgentConnection;
+  #connection: StreamSink;
   #method: TunnelRequest['method'];
   #readyAtHead: boolean;
   #settleReady!: { resolve: (head: TunnelHead) => void; reject: (error: TunnelStreamError) => void };
@@ -92,7 +98,7 @@ export class TunnelStream {
   #done = false;
   bytesReceived = 0;
 
-  constructor(connection: AgentConnection, id: number, method: TunnelRequest['method'], readyAtHead: boolean) {
+  constructor(connection: StreamSink, id: number, method: TunnelRequest['method'], readyAtHead: boolean) {
     this.#connection = connection;
     this.id = id;
     this.#method = method;
@@ -200,7 +206,7 @@ export interface TunnelConnection {
   disconnect(): void;
 }
 
-export class AgentConnection implements TunnelConnection {
+export class AgentConnection implements TunnelConnection, StreamSink {
   readonly info: ReplicaInfo;
   #socket: Socket;
   #log: Logger;
