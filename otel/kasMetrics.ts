@@ -1,7 +1,7 @@
 import type { Counter, Histogram, Meter, ObservableGauge, UpDownCounter } from '@opentelemetry/api';
 import { SECONDS_BUCKETS } from './metrics.ts';
 
-/** kas's instruments, named as the contract lists them. */
+/** kas's core instruments, named as the contract lists them (capabilities make their own). */
 export interface KasMetrics {
   connectedReplicas: UpDownCounter;
   requests: Counter;
@@ -9,8 +9,6 @@ export interface KasMetrics {
   routingDuration: Histogram;
   routingTimeouts: Counter;
   tunnelBytes: Counter;
-  liveSubscriptions: UpDownCounter;
-  liveUpstreamQueries: Counter;
   ready: ObservableGauge;
 }
 
@@ -35,10 +33,6 @@ export function createKasMetrics(meter: Meter, isReady: () => boolean): KasMetri
       description: 'Requests that found no replica within KAS_ROUTING_TIMEOUT',
     }),
     tunnelBytes: meter.createCounter('kas_tunnel_bytes', { description: 'Bytes through agent tunnels, by direction' }),
-    liveSubscriptions: meter.createUpDownCounter('kas_live_subscriptions', { description: 'Open live graph streams' }),
-    liveUpstreamQueries: meter.createCounter('kas_live_upstream_queries', {
-      description: 'Upstream evaluations made for live graphs',
-    }),
     ready,
   };
   // Every contract series is on /metrics from the start (at 0), not only once it first moves, so
@@ -47,7 +41,5 @@ export function createKasMetrics(meter: Meter, isReady: () => boolean): KasMetri
   metrics.routingTimeouts.add(0);
   metrics.tunnelBytes.add(0, { direction: 'to_agent' });
   metrics.tunnelBytes.add(0, { direction: 'from_agent' });
-  metrics.liveSubscriptions.add(0);
-  metrics.liveUpstreamQueries.add(0);
   return metrics;
 }

@@ -152,7 +152,10 @@ export type UiUpdate =
       resourceVersion: string;
     }
   // ---- logs ----
-  /** Lines of the log, without their line ends, batched. */
+  /**
+   * Lines of the log, without their line ends, batched. Each starts with the RFC 3339 time the
+   * container wrote it and a space (as `kubectl logs --timestamps`): the time to resume from.
+   */
   | { id: string; type: 'lines'; lines: string[] }
   /** The log ended (the container stopped, or the follow was cut): resubscribe to follow again. */
   | { id: string; type: 'end' }

@@ -27,6 +27,10 @@ export interface KasConfig {
   readonly agentTls: TlsFiles | undefined;
   /** This node's name in membership, logs and `X-Kas-Node`. */
   readonly nodeName: string;
+  readonly liveDelayMs: number;
+  readonly liveMaxSeries: number;
+  readonly liveMaxSubscriptions: number;
+  readonly traceUiUrl: string | undefined;
 }
 
 export interface TlsFiles {
@@ -56,6 +60,13 @@ function duration(settings: Settings, name: string, fallback: string): number {
   const ms = parseDuration(value);
   if (ms === undefined) throw new ConfigError(`${name}=${value} is not a duration such as 500ms, 20s, 5m or 1h`);
   return ms;
+}
+
+function count(settings: Settings, name: string, fallback: number): number {
+  const raw = settings[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1) throw new ConfigError(`${name}=${raw} is not a whole number of at least 1`);
+  return Number(raw);
 }
 
 function tls(settings: Settings, prefix: string): TlsFiles | undefined {
@@ -91,5 +102,9 @@ export function loadConfig(settings: Settings): KasConfig {
     apiTls: tls(settings, 'KAS_API_TLS'),
     agentTls: tls(settings, 'KAS_AGENT_TLS'),
     nodeName: settings.KAS_NODE_NAME ?? `${hostname()}-${process.pid}`,
+    liveDelayMs: duration(settings, 'KAS_LIVE_DELAY', '1s'),
+    liveMaxSeries: count(settings, 'KAS_LIVE_MAX_SERIES', 1000),
+    liveMaxSubscriptions: count(settings, 'KAS_LIVE_MAX_SUBSCRIPTIONS', 1000),
+    traceUiUrl: settings.KAS_TRACE_UI_URL || undefined,
   });
 }

@@ -16,9 +16,13 @@ import { nodeBudget } from './fanout/hub.ts';
 import { createApiApp } from './http/apiApp.ts';
 import { close, listen } from './http/listen.ts';
 import { createPrivateApp } from './http/privateApp.ts';
+import { createUiServer } from './http/ui.ts';
+import { UI_NAMESPACE } from '../protocol/ui.ts';
 import { NodeLifecycle } from './lifecycle.ts';
 import { createCapabilities } from './modules/index.ts';
+import { Coordination } from './routing/coordination.ts';
 import { ClusterMembership } from './routing/membership.ts';
+import { Peers } from './routing/peers.ts';
 import { connectRedis } from './routing/redis.ts';
 import { AgentRegistry } from './routing/registry.ts';
 import { AgentRouter } from './routing/router.ts';
@@ -68,11 +72,24 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
     metrics,
     lifecycle,
   });
-  const capabilities = createCapabilities({ agents: router, log, budget: nodeBudget() });
+  const coordination = redis ? new Coordination(redis, log.child({ component: 'coordination' })) : undefined;
+  const capabilities = createCapabilities({
+    agents: router,
+    log,
+    meter: metricsStack.meter,
+    budget: nodeBudget(),
+    coordination,
+    peers: redis ? new Peers(privateSecret, config.nodeName) : undefined,
+    node: config.nodeName,
+    nodeUrl: config.privateUrl,
+    drainSignal: lifecycle.drainSignal,
+    settings: config,
+  });
   const apiServer = createServer(
     config.apiTls,
     createApiApp({ apiSecret, tokens, registry, capabilities, requestTimeoutMs: config.requestTimeoutMs, metrics, log, lifecycle }),
   );
+  const uiIo = createUiServer({ httpServer: apiServer, apiSecret, registry, capabilities, log });
   const privateServer = http.createServer(
     createPrivateApp({ privateSecret, router, capabilities, maxTimeoutMs: config.requestTimeoutMs, log, lifecycle }),
   );
@@ -133,6 +150,8 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
       // Watches and follows never finish by themselves: end them cleanly now, so their
       // clients resume (from their last resourceVersion) through another node.
       lifecycle.startDraining();
+      // Dashboard tabs reconnect through the load balancer to a node that stays, and resume there.
+      uiIo.of(UI_NAMESPACE).local.disconnectSockets(true);
       const deadline = Date.now() + config.drainTimeoutMs;
       while (lifecycle.inFlight > 0 && Date.now() < deadline) {
         // An agent whose requests here are done may move now rather than when the node stops.
@@ -141,7 +160,8 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
       }
       if (lifecycle.inFlight > 0) log.warn({ in_flight: lifecycle.inFlight }, 'drain timeout passed; cutting remaining requests');
       await membership?.stop();
-      io.disconnectSockets(true);
+      // This node's agents only: with the Redis adapter, io.disconnectSockets() reaches every node's.
+      io.local.disconnectSockets(true);
       // Let finished answers flush and idle keep-alive connections close; then cut what is left.
       const closing = Promise.all([close(apiServer), close(privateServer)]);
       apiServer.closeIdleConnections();
@@ -149,7 +169,7 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
       await Promise.race([closing, new Promise((r) => setTimeout(r, 1000))]);
       apiServer.closeAllConnections();
       privateServer.closeAllConnections();
-      await Promise.all([closing, io.close().catch(() => undefined)]);
+      await Promise.all([closing, io.close().catch(() => undefined), uiIo.close().catch(() => undefined)]);
       tokens.close();
       await Promise.all([redis?.pub.close(), redis?.sub.close()].map((p) => p?.catch(() => undefined)));
       observability.closeAllConnections();

@@ -90,6 +90,18 @@ export function createPrivateApp(o: PrivateAppOptions): express.Express {
     await reply.pass(stream, request.streaming);
   });
 
+  // A capability asking about its shared work on this node (a live graph's window, say).
+  app.get('/private/v1/peer/:capability/:agentId{/*rest}', async (req, res) => {
+    const { capability: name, agentId } = req.params;
+    const claims = res.locals.claims as Awaited<ReturnType<typeof verifyPrivateToken>>;
+    if (agentId !== claims.agent) throw new KasError('forbidden', 'the kas-to-kas token is for another agent');
+    const capability = o.capabilities.get(name);
+    if (!capability?.servePeer) throw new KasError('not_found', `kas offers no "${name}" peer API`);
+    const url = new URL(req.originalUrl, 'http://peer');
+    const rawPath = url.pathname.slice(`/private/v1/peer/${name}/${agentId}`.length) || '/';
+    await capability.servePeer(agentId, rawPath, url.searchParams, new HttpReply(res, (error, traceId) => capability.errorBody(error, traceId)));
+  });
+
   app.use((req, _res, next) => next(new KasError('not_found', `no route for ${req.method} ${req.path}`)));
   app.use(errorMiddleware(o.log, o.capabilities));
   return app;

@@ -3,7 +3,9 @@
 // allow-list and path rules, its error language, its sharing strategy and its metrics. The edge
 // (server/http/) hands it requests and a Reply; the capability reaches agents only through the
 // router's one handle, `agents.open`.
+import type { Context } from '@opentelemetry/api';
 import type { Upstream } from '../../protocol/messages.ts';
+import type { UiSubscription, UiUpdate } from '../../protocol/ui.ts';
 import type { KasError } from '../routing/errors.ts';
 import type { AgentRequest, AgentStream } from '../routing/request.ts';
 import type { AgentRouter } from '../routing/router.ts';
@@ -50,6 +52,27 @@ export interface Reply {
   onClose(listener: () => void): () => void;
 }
 
+/** One subscription on the dashboard's socket, as a capability writes to it (the edge implements it). */
+export interface UiSink {
+  /** True once the tab went away or unsubscribed. */
+  readonly gone: boolean;
+  onGone(listener: () => void): () => void;
+  /** Bytes sent on the tab's socket that it has not taken yet (all its subscriptions together). */
+  readonly backlog: number;
+  send(update: UiUpdate): void;
+  /** The subscription is over: nothing more comes for it. */
+  end(): void;
+}
+
+/** Serves one dashboard subscription to its sink; resolves when it is over. */
+export type UiRun = (sink: UiSink) => Promise<void>;
+
+/** Who subscribes on the dashboard's socket, and the trace context of the click that did. */
+export interface UiContext {
+  sub: string;
+  parent: Context;
+}
+
 /** The router's handle, as capabilities see it. */
 export type Agents = Pick<AgentRouter, 'open'>;
 
@@ -65,4 +88,13 @@ export interface ServerCapability {
   serve(request: CapabilityRequest, reply: Reply): Promise<void>;
   /** The body of an error kas itself answers under this capability's URLs: the caller's language. */
   errorBody(error: KasError, traceId: string): unknown;
+  /** The dashboard's subscriptions of the kinds this capability serves (`live`, `kubernetes`, `logs`). */
+  readonly uiKinds?: readonly UiSubscription['kind'][];
+  /**
+   * Takes one such subscription: rejects with a KasError when it is refused (nothing is sent
+   * then), else resolves with what serves it to the tab until it is over.
+   */
+  subscribe?(subscription: UiSubscription, ui: UiContext): Promise<UiRun>;
+  /** Answers another kas node's question about this capability's shared work (see server/routing/peers.ts). */
+  servePeer?(agentId: string, rawPath: string, query: URLSearchParams, reply: Reply): Promise<void>;
 }

@@ -23,7 +23,8 @@ const NONE: ReadonlySet<string> = new Set();
 
 const SUSPECT_NODE_MS = 10_000;
 
-export class AgentRegistry {
+/** Knows every connected replica; emits `changed` when one comes or goes anywhere. */
+export class AgentRegistry extends EventEmitter<{ changed: [] }> {
   readonly node: string;
   #local = new Map<string, Map<string, LocalRoute>>();
   #remote = new Map<string, Map<string, RemoteEntry>>();
@@ -33,8 +34,10 @@ export class AgentRegistry {
   #arrivals = new EventEmitter();
 
   constructor(node: string) {
+    super();
     this.node = node;
     this.#arrivals.setMaxListeners(0);
+    this.setMaxListeners(0);
   }
 
   addLocal(connection: TunnelConnection): void {
@@ -43,13 +46,15 @@ export class AgentRegistry {
     if (!replicas) this.#local.set(agentId, (replicas = new Map()));
     replicas.set(key, { kind: 'local', connection });
     this.#arrivals.emit(agentId);
+    this.emit('changed');
   }
 
   removeLocal(connection: TunnelConnection): void {
     const { agentId, key } = connection.info;
     const replicas = this.#local.get(agentId);
-    replicas?.delete(key);
-    if (replicas?.size === 0) this.#local.delete(agentId);
+    if (!replicas?.delete(key)) return;
+    if (replicas.size === 0) this.#local.delete(agentId);
+    this.emit('changed');
   }
 
   localConnections(): TunnelConnection[] {
@@ -69,13 +74,15 @@ export class AgentRegistry {
     this.#removedAt.delete(info.key);
     this.#suspectNodes.delete(info.node);
     this.#arrivals.emit(info.agentId);
+    this.emit('changed');
   }
 
   removeRemote(agentId: string, key: string): void {
     const replicas = this.#remote.get(agentId);
-    replicas?.delete(key);
-    if (replicas?.size === 0) this.#remote.delete(agentId);
     this.#removedAt.set(key, Date.now());
+    if (!replicas?.delete(key)) return;
+    if (replicas.size === 0) this.#remote.delete(agentId);
+    this.emit('changed');
   }
 
   removeNode(node: string): void {

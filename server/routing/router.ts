@@ -53,6 +53,8 @@ export interface OpenOptions {
   spanName?: string;
   /** Told the routing span, so the caller may annotate it. */
   onSpan?: (span: Span) => void;
+  /** How long to wait for a replica (default KAS_ROUTING_TIMEOUT): work that repeats soon may give up sooner. */
+  routingTimeoutMs?: number;
 }
 
 /** The node holding the agent's replica answers no more for it: the sender may try another. */
@@ -158,7 +160,7 @@ export class AgentRouter {
     let lastFailure: KasError | undefined;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const waitStarted = performance.now();
-      const route = await this.#waitForRoute(request, tried, options.signal);
+      const route = await this.#waitForRoute(request, tried, options.signal, options.routingTimeoutMs ?? this.#o.routingTimeoutMs);
       const replica = route.kind === 'local' ? route.connection.info : route.replica;
       noteReplicaChosen(span, {
         replica: replica.replica,
@@ -181,8 +183,8 @@ export class AgentRouter {
     throw lastFailure ?? new KasError('bad_gateway', `no replica of agent ${request.agentId} could take the request; retry it`);
   }
 
-  async #waitForRoute(request: AgentRequest, tried: Set<string>, signal: AbortSignal | undefined): Promise<Route> {
-    const { registry, routingTimeoutMs, metrics } = this.#o;
+  async #waitForRoute(request: AgentRequest, tried: Set<string>, signal: AbortSignal | undefined, routingTimeoutMs: number): Promise<Route> {
+    const { registry, metrics } = this.#o;
     const started = performance.now();
     const deadline = started + routingTimeoutMs;
     for (;;) {
@@ -199,7 +201,7 @@ export class AgentRouter {
       const left = deadline - performance.now();
       if (left <= 0) {
         metrics.routingTimeouts.add(1);
-        throw this.#noReplicaError(request);
+        throw this.#noReplicaError(request, routingTimeoutMs);
       }
       // AbortSignal.timeout takes whole milliseconds only (a fraction throws RangeError).
       const timeout = AbortSignal.timeout(Math.ceil(left));
@@ -207,9 +209,9 @@ export class AgentRouter {
     }
   }
 
-  #noReplicaError(request: AgentRequest): KasError {
+  #noReplicaError(request: AgentRequest, routingTimeoutMs: number): KasError {
     const connected = this.#o.registry.replicas(request.agentId);
-    const waited = formatDuration(this.#o.routingTimeoutMs);
+    const waited = formatDuration(routingTimeoutMs);
     const message =
       connected.length === 0
         ? `agent ${request.agentId} is registered but no replica has connected in ${waited}; is agentk running and able to reach kas?`

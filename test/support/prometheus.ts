@@ -11,6 +11,8 @@ export interface PrometheusOptions {
   /** Extra jobs by name, for tests that want to tell targets apart by job. */
   jobs?: Record<string, string[]>;
   scrapeIntervalSeconds?: number;
+  /** Prometheus logs every query it evaluates to this file (one JSON line each), for tests that count them. */
+  queryLogFile?: string;
 }
 
 export interface PrometheusServer {
@@ -71,7 +73,7 @@ export async function startPrometheus(options: PrometheusOptions = {}): Promise<
 }
 
 // JSON is valid YAML, so no YAML writer is needed.
-function config(port: number, { scrapeTargets = [], jobs = {}, scrapeIntervalSeconds = 1 }: PrometheusOptions): object {
+function config(port: number, { scrapeTargets = [], jobs = {}, scrapeIntervalSeconds = 1, queryLogFile }: PrometheusOptions): object {
   const interval = `${Math.round(scrapeIntervalSeconds * 1000)}ms`;
   const job = (name: string, targets: string[]) => ({ job_name: name, static_configs: [{ targets }] });
   const scrapeConfigs = [job('prometheus', [`127.0.0.1:${port}`])];
@@ -79,7 +81,12 @@ function config(port: number, { scrapeTargets = [], jobs = {}, scrapeIntervalSec
   for (const [name, targets] of Object.entries(jobs)) scrapeConfigs.push(job(name, targets));
   return {
     // The default scrape_timeout (10s) is longer than short intervals, which Prometheus rejects.
-    global: { scrape_interval: interval, scrape_timeout: interval, evaluation_interval: interval },
+    global: {
+      scrape_interval: interval,
+      scrape_timeout: interval,
+      evaluation_interval: interval,
+      ...(queryLogFile ? { query_log_file: queryLogFile } : {}),
+    },
     scrape_configs: scrapeConfigs,
   };
 }

@@ -10,6 +10,8 @@ export interface RedisServer {
   url: string;
   port: number;
   proc: Proc;
+  /** Stops it abruptly (SIGKILL) and starts it again on the same port, empty, after `downMs`. */
+  restart(downMs: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -21,13 +23,8 @@ export async function startRedis(): Promise<RedisServer> {
     // Another process can take the free port before redis binds it; a fresh port fixes that.
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
-      const proc = Proc.start('redis-server', binary, [
-        '--port', String(port),
-        '--bind', '127.0.0.1',
-        '--save', '',
-        '--appendonly', 'no',
-        '--dir', dir,
-      ]);
+      const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+      let proc = Proc.start('redis-server', binary, args);
       try {
         await proc.waitFor(() => ping(port), { timeoutMs: 10_000, what: `redis-server on port ${port} to answer PING` });
       } catch (err) {
@@ -38,7 +35,15 @@ export async function startRedis(): Promise<RedisServer> {
       return {
         url: `redis://127.0.0.1:${port}`,
         port,
-        proc,
+        get proc() {
+          return proc;
+        },
+        async restart(downMs: number) {
+          await proc.kill();
+          await new Promise((r) => setTimeout(r, downMs));
+          proc = Proc.start('redis-server', binary, args);
+          await proc.waitFor(() => ping(port), { timeoutMs: 10_000, what: `redis-server on port ${port} to answer PING again` });
+        },
         async stop() {
           await proc.stop('SIGTERM', 5_000);
           await rm(dir, { recursive: true, force: true });

@@ -3,11 +3,13 @@
 // identical watches share one upstream watch per node (sharedWatch.ts).
 import type { Logger } from 'pino';
 import { FanOutHub, type Budget } from '../../fanout/hub.ts';
+import { KasError } from '../../routing/errors.ts';
 import type { AgentRequest } from '../../routing/request.ts';
 import type { Agents, CapabilityRequest, Reply, ServerCapability } from '../capability.ts';
 import { checkKubernetesRequest } from './allowList.ts';
 import { serveSharedWatch, shareableWatch, type WatchHead } from './sharedWatch.ts';
 import { kubernetesStatus } from './status.ts';
+import { takeLog, takeTable } from './ui.ts';
 
 export function kubernetesCapability(deps: { agents: Agents; log: Logger; budget: Budget }): ServerCapability & { readonly watches: FanOutHub<WatchHead, Buffer> } {
   const watches = new FanOutHub<WatchHead, Buffer>(deps.log.child({ component: 'shared-watches' }), deps.budget);
@@ -36,5 +38,12 @@ export function kubernetesCapability(deps: { agents: Agents; log: Logger; budget
       await reply.pass(stream, agentRequest.streaming);
     },
     errorBody: kubernetesStatus,
+    uiKinds: ['kubernetes', 'logs'],
+    async subscribe(subscription, ui) {
+      const uiDeps = { agents: deps.agents, watches };
+      if (subscription.kind === 'kubernetes') return takeTable(uiDeps, subscription, ui);
+      if (subscription.kind === 'logs') return takeLog(uiDeps, subscription, ui);
+      throw new KasError('not_found', `the kubernetes capability serves no "${subscription.kind}" subscriptions`);
+    },
   };
 }

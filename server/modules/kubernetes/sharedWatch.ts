@@ -97,7 +97,23 @@ const upstreamDeadlines = new WeakMap<SharedStream<WatchHead, Buffer>, number>()
 export async function serveSharedWatch(hub: WatchHub, agents: Agents, watch: ShareableWatch, sub: string, reply: Reply): Promise<void> {
   const span = startRoutingSpan('route kubernetes', watch.request);
   const over = new Promise<void>((resolve) => reply.onClose(resolve));
-  const viewer = new ReplyViewer(reply, span);
+  if (joinSharedWatch(hub, agents, watch, sub, new ReplyViewer(reply, span), span)) await over;
+  span.end();
+}
+
+/**
+ * Adds a viewer (an HTTP caller, a dashboard table) to a shared watch it can join, or starts one,
+ * under `span` (its routing span). Returns the shared stream, or undefined when the viewer was
+ * gone already (nothing was started for it).
+ */
+export function joinSharedWatch(
+  hub: WatchHub,
+  agents: Agents,
+  watch: ShareableWatch,
+  sub: string,
+  viewer: Viewer<WatchHead, Buffer>,
+  span: Span,
+): SharedStream<WatchHead, Buffer> | undefined {
   const served = hub.serve({
     key: watch.key,
     viewer,
@@ -105,10 +121,7 @@ export async function serveSharedWatch(hub: WatchHub, agents: Agents, watch: Sha
     catchUp: (stream) => stream.eventsAfter(watch.resourceVersion),
     start: (upstream) => runUpstream(upstream, agents, watch.request, sub, span),
   });
-  if (!served) {
-    span.end();
-    return; // the caller left already
-  }
+  if (!served) return undefined;
   const { stream, joined } = served;
   span.setAttributes({ 'kas.watch.shared': joined, 'kas.watch.viewers': stream.viewers });
   if (!joined) {
@@ -118,8 +131,7 @@ export async function serveSharedWatch(hub: WatchHub, agents: Agents, watch: Sha
     const ms = watch.timeoutSeconds * 1000;
     if (performance.now() + ms < (upstreamDeadlines.get(stream) ?? Infinity)) stream.endViewerAfter(viewer, ms, 'timeout');
   }
-  await over;
-  span.end();
+  return stream;
 }
 
 /** The upstream of a shared watch: one routed watch, split into events (lines). */
