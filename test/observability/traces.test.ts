@@ -359,6 +359,39 @@ describe('traces, logs and metrics of two kas nodes and their agents', () => {
     }
   });
 
+  test('a live graph: every evaluation is a trace of its own down to Prometheus, linked to the subscription that opened the graph', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const headers = { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` };
+    const controller = new AbortController();
+    const res = await cluster.fetch(0, `${base('prod')}/live?query=${encodeURIComponent('count(up) * 2')}&range=10s&step=1s`, { token, headers, signal: controller.signal });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('x-trace-id'), traceId);
+    const reader = res.body!.getReader();
+    let text = '';
+    while ((text.match(/event: append/g) ?? []).length < 3) text += Buffer.from((await reader.read()).value!).toString();
+    controller.abort();
+    const evaluations = await waitFor(
+      async () => {
+        const found = otlp.spans.filter((s) => s.name === 'live evaluate' && s.links.some((l) => l.traceId === traceId));
+        return found.length >= 3 ? found : undefined;
+      },
+      { timeoutMs: 10_000, what: 'evaluation spans linked to the subscription' },
+    );
+    // The subscription's server span ends (and is exported) once the stream is closed.
+    const linked = evaluations[0]!.links[0]!.spanId;
+    const subscription = await otlp.waitForTrace(traceId, (t) => t.some((s) => s.spanId === linked));
+    for (const evaluation of evaluations.slice(0, 3)) {
+      assert.notEqual(evaluation.traceId, traceId, 'not a child of the endless subscription');
+      assert.equal(evaluation.parentSpanId, undefined, 'the root of its own trace');
+      assert.ok(subscription.some((s) => s.spanId === evaluation.links[0]!.spanId), 'linked to a span of the subscription’s trace');
+      const spans = await otlp.waitForTrace(evaluation.traceId, (t) => t.some((x) => x.service === 'agentk' && x.kind === 'CLIENT'));
+      const route = one(spans, 'routing span', (s) => s.name === 'route prometheus');
+      assertChild(route, evaluation, spans);
+      const upstream = one(spans, 'agentk HTTP client span', (s) => s.kind === 'CLIENT' && s.service === 'agentk');
+      assert.match(String(upstream.attributes['url.full']), /\/api\/v1\/query_range\?query=count/);
+    }
+  });
+
   /** The seven spans of a request through node 0 to the agent on node 1, each checked against its parent. */
   /** `sharedWatch`: a watch others may join, routed under a span of its own below the caller's. */
   function forwardedChain(spans: ExportedSpan[], routeName: string, sharedWatch = false) {

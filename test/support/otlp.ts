@@ -24,6 +24,8 @@ export interface ExportedSpan {
   scope: string;
   attributes: Record<string, AttributeValue>;
   events: { name: string; attributes: Record<string, AttributeValue> }[];
+  /** Spans this one is linked to (not its parent). */
+  links: { traceId: string; spanId: string }[];
   status: { code: (typeof STATUS)[number]; message: string | undefined };
   startNs: bigint;
   endNs: bigint;
@@ -62,6 +64,7 @@ interface JsonSpan {
   endTimeUnixNano: string | number;
   attributes?: JsonKeyValue[];
   events?: { name: string; attributes?: JsonKeyValue[] }[];
+  links?: { traceId: string; spanId: string }[];
   status?: { code?: number; message?: string };
 }
 interface JsonExport {
@@ -112,6 +115,7 @@ export function flatten(body: JsonExport): ExportedSpan[] {
           scope: ss.scope?.name ?? '',
           attributes: attributesOf(s.attributes),
           events: (s.events ?? []).map((e) => ({ name: e.name, attributes: attributesOf(e.attributes) })),
+          links: (s.links ?? []).map((l) => ({ traceId: hexId(l.traceId, 16)!, spanId: hexId(l.spanId, 8)! })),
           status: { code: STATUS[s.status?.code ?? 0] ?? 'UNSET', message: s.status?.message || undefined },
           startNs: BigInt(s.startTimeUnixNano),
           endNs: BigInt(s.endTimeUnixNano),
