@@ -42,9 +42,77 @@ export interface ConnectionOptions {
   onRequestDone?: (upstream: Upstream, outcome: RequestOutcome, seconds: number) => void;
 }
 
+/**
+ * agentk's connection to kas as the rest of agentk sees it: one link (WebSocket) at a time takes
+ * new requests. When kas says its node drains, a new link is opened first (through the same URL,
+ * which a load balancer sends to a node that stays) and takes new requests once connected; the
+ * old link finishes what it carries and is closed by kas when it is done: make before break.
+ */
 export class KasConnection {
   #o: ConnectionOptions;
+  #current: KasLink;
+  #retiring = new Set<KasLink>();
+  #stopped = false;
+  #reconnects = 0;
+
+  constructor(options: ConnectionOptions) {
+    this.#o = options;
+    this.#current = this.#link();
+  }
+
+  get connected(): boolean {
+    return this.#current.connected || [...this.#retiring].some((link) => link.connected);
+  }
+
+  get reconnects(): number {
+    return this.#reconnects;
+  }
+
+  start(): void {
+    this.#o.log.info({ kas: this.#o.kasUrl, replica: this.#o.replica }, 'connecting to kas');
+    this.#current.connect();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#current.stop();
+    for (const link of this.#retiring) link.stop();
+  }
+
+  #link(): KasLink {
+    return new KasLink(this.#o, {
+      onReconnect: () => this.#reconnects++,
+      onDrain: (link) => this.#replace(link),
+      onClosed: (link) => this.#retiring.delete(link),
+    });
+  }
+
+  /** The node of `link` drains: a new link first; `link` retires once the new one is connected. */
+  #replace(draining: KasLink): void {
+    if (this.#stopped || draining !== this.#current) return;
+    const next = this.#link();
+    draining.retire();
+    this.#retiring.add(draining);
+    this.#current = next;
+    this.#o.log.info('opening a new connection to kas before the draining one closes');
+    next.connect();
+  }
+}
+
+interface LinkEvents {
+  onReconnect: () => void;
+  onDrain: (link: KasLink) => void;
+  /** A retired link is closed for good. */
+  onClosed: (link: KasLink) => void;
+}
+
+/** One WebSocket to a kas node, with its own requests in flight and its own reconnects. */
+class KasLink {
+  #o: ConnectionOptions;
+  #events: LinkEvents;
   #socket: Socket;
+  /** Retiring: it serves what it carries but never reconnects; kas closes it when it is done. */
+  #retiring = false;
   #inflight = new Map<number, InflightRequest>();
   #outbox: AgentMessage[] = [];
   #outboxBytes = 0;
@@ -53,12 +121,14 @@ export class KasConnection {
   #attempt = 0;
   #retryTimer: NodeJS.Timeout | undefined;
   #stopped = false;
-  reconnects = 0;
 
-  constructor(options: ConnectionOptions) {
+  constructor(options: ConnectionOptions, events: LinkEvents) {
     this.#o = options;
+    this.#events = events;
     const capabilities = Object.keys(options.executors) as Upstream[];
     this.#socket = io(options.kasUrl, {
+      // A link of its own, even to the same URL: socket.io would otherwise share one connection.
+      forceNew: true,
       transports: ['websocket'],
       reconnection: false, // our own backoff, so every attempt is logged and jittered
       autoConnect: false,
@@ -79,12 +149,18 @@ export class KasConnection {
       this.#scheduleReconnect();
     });
     this.#socket.on('disconnect', (reason) => {
-      options.log.warn({ reason }, 'disconnected from kas');
       for (const request of this.#inflight.values()) request.cancel('connection to kas lost');
       this.#inflight.clear();
       this.#outbox = []; // answers to requests of a connection that is gone
       this.#outboxBytes = 0;
       this.#outboxAttachments = 0;
+      if (this.#retiring) {
+        options.log.info({ reason }, 'the connection to the draining kas node closed; the new one serves on');
+        this.#stopped = true;
+        this.#events.onClosed(this);
+        return;
+      }
+      options.log.warn({ reason }, 'disconnected from kas');
       this.#scheduleReconnect();
     });
     this.#socket.on(TUNNEL_EVENT, (raw: unknown) => this.#onMessage(raw));
@@ -94,8 +170,7 @@ export class KasConnection {
     return this.#socket.connected;
   }
 
-  start(): void {
-    this.#o.log.info({ kas: this.#o.kasUrl, replica: this.#o.replica }, 'connecting to kas');
+  connect(): void {
     this.#socket.connect();
   }
 
@@ -105,13 +180,26 @@ export class KasConnection {
     this.#socket.disconnect();
   }
 
+  /**
+   * Retires this link: it serves what it carries, and no longer reconnects. If it loses its
+   * connection before the new link has one, the new link (connecting already) takes over.
+   */
+  retire(): void {
+    this.#retiring = true;
+    clearTimeout(this.#retryTimer);
+    if (!this.#socket.connected) {
+      this.#stopped = true;
+      this.#events.onClosed(this);
+    }
+  }
+
   #scheduleReconnect(): void {
-    if (this.#stopped || this.#retryTimer) return;
+    if (this.#stopped || this.#retryTimer || this.#retiring) return;
     const delay = backoffDelay(this.#attempt++);
     this.#o.log.info({ delay_ms: delay }, `reconnecting in ${(delay / 1000).toFixed(1)} s`);
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
-      this.reconnects++;
+      this.#events.onReconnect();
       this.#socket.connect();
     }, delay);
   }
@@ -165,9 +253,10 @@ export class KasConnection {
       case 'cancel':
         return this.#inflight.get(message.id)?.cancel(message.reason);
       case 'drain':
-        // kas closes the connection once our requests there are done (closing it from this side
-        // could lose answers still in flight); we then reconnect, and land on another node.
+        // kas closes this connection once our requests there are done (closing it from this side
+        // could lose answers still in flight); a new connection is opened first.
         this.#o.log.info({ in_flight: this.#inflight.size }, 'kas node is draining; it will close this connection when our requests finish');
+        this.#events.onDrain(this);
         return;
     }
   }

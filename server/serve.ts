@@ -28,6 +28,11 @@ import { AgentRegistry } from './routing/registry.ts';
 import { AgentRouter } from './routing/router.ts';
 import { agentRoom, createAgentServer } from './tunnel/agentServer.ts';
 
+/** A draining node serves at least this long: load balancers take a readiness poll or two to notice. */
+const DRAIN_MINIMUM_MS = 2_000;
+/** How long a draining node waits for an agent's new connection elsewhere before closing its old one anyway. */
+const REPLACEMENT_WAIT_MS = 10_000;
+
 export interface RunningKas {
   /** Drains (readiness off, agents asked to move, in-flight requests finish) and stops. */
   shutdown(): Promise<void>;
@@ -146,16 +151,29 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   return {
     async shutdown() {
       log.info({ in_flight: lifecycle.inFlight, drain_timeout_ms: config.drainTimeoutMs }, 'draining');
-      for (const connection of registry.localConnections()) connection.drain();
-      // Watches and follows never finish by themselves: end them cleanly now, so their
-      // clients resume (from their last resourceVersion) through another node.
+      const started = Date.now();
+      const deadline = started + config.drainTimeoutMs;
+      // Readiness turns off, watches and follows end cleanly (their clients resume from their last
+      // resourceVersion through another node), live graphs hand their leases over.
       lifecycle.startDraining();
+      // Each agent opens a new connection (to a node that stays) before this one closes; other
+      // nodes stop sending its requests here at once.
+      for (const connection of registry.localConnections()) {
+        connection.drain();
+        membership?.replicaDown(connection.info);
+      }
       // Dashboard tabs reconnect through the load balancer to a node that stays, and resume there.
       uiIo.of(UI_NAMESPACE).local.disconnectSockets(true);
-      const deadline = Date.now() + config.drainTimeoutMs;
-      while (lifecycle.inFlight > 0 && Date.now() < deadline) {
-        // An agent whose requests here are done may move now rather than when the node stops.
-        for (const connection of registry.localConnections()) if (connection.inFlight === 0) connection.disconnect();
+      const minimumMs = Math.min(DRAIN_MINIMUM_MS, config.drainTimeoutMs);
+      while (Date.now() < deadline) {
+        for (const connection of registry.localConnections()) {
+          // Closed once its requests here are done and its replacement is up elsewhere (or cannot be).
+          const replaced = !clustered || Date.now() - started > REPLACEMENT_WAIT_MS || registry.replicas(connection.info.agentId).some((r) => r.replica === connection.info.replica && r.node !== registry.node);
+          if (connection.inFlight === 0 && replaced) connection.disconnect();
+        }
+        const idle = lifecycle.inFlight === 0 && registry.localConnections().length === 0;
+        // A load balancer polling readiness keeps sending for a moment: serve what it sends.
+        if (idle && Date.now() - started >= minimumMs) break;
         await new Promise((r) => setTimeout(r, 50));
       }
       if (lifecycle.inFlight > 0) log.warn({ in_flight: lifecycle.inFlight }, 'drain timeout passed; cutting remaining requests');

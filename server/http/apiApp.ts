@@ -53,6 +53,14 @@ export function traceMiddleware(req: Request, res: Response, next: NextFunction)
   next();
 }
 
+/** A draining node asks clients not to reuse their connection: their next request goes to a node that stays. */
+export function closeWhileDraining(lifecycle: NodeLifecycle) {
+  return (_req: Request, res: Response, next: NextFunction): void => {
+    if (lifecycle.draining) res.setHeader('Connection', 'close');
+    next();
+  };
+}
+
 /** The language errors are answered in under a URL: its capability's, else kas's own. */
 export function errorBodyFor(capabilities: ReadonlyMap<string, ServerCapability>, url: string): ErrorBody {
   const capability = capabilities.get(parseAgentUrl(url)?.capability ?? '');
@@ -105,6 +113,7 @@ export function createApiApp(o: ApiAppOptions): express.Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(traceMiddleware);
+  app.use(closeWhileDraining(o.lifecycle));
 
   app.use('/api', async (req, res, next) => {
     try {

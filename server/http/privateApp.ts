@@ -10,7 +10,7 @@ import type { ServerCapability } from '../modules/capability.ts';
 import { NOT_HERE_HEADER } from '../routing/forward.ts';
 import { type AgentRouter, NotHereError } from '../routing/router.ts';
 import { parseAgentUrl } from './agentUrl.ts';
-import { errorBodyFor, errorMiddleware, readBody, traceMiddleware } from './apiApp.ts';
+import { closeWhileDraining, errorBodyFor, errorMiddleware, readBody, traceMiddleware } from './apiApp.ts';
 import { KasError, sendError } from './errors.ts';
 import { HttpReply } from './reply.ts';
 
@@ -28,6 +28,7 @@ export function createPrivateApp(o: PrivateAppOptions): express.Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(traceMiddleware);
+  app.use(closeWhileDraining(o.lifecycle));
 
   app.use(async (req, res, next) => {
     try {

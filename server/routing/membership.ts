@@ -1,7 +1,18 @@
-// Cluster membership in Redis: which node holds which agent replica. Each node writes its own
-// replicas under keys that expire unless it keeps refreshing them (so a crashed node's entries
-// vanish), announces changes to the other nodes through the socket.io adapter, and re-reads
-// the whole picture periodically to heal anything missed. Routing reads only the registry.
+// Cluster membership in Redis: which node holds which agent replica. Costs grow with changes,
+// not with the size of the cluster:
+//
+// * Each node writes its own replicas into its hash `kas:replicas:<node>` when they come and go
+//   (and announces each change to the other nodes through the socket.io adapter, so that they
+//   know at once).
+// * Each node keeps a heartbeat key `kas:node:<node>` alive (every HEARTBEAT_MS, expiring after
+//   NODE_TTL_MS), holding its URL and a version that grows with every change of its replicas. Its
+//   hash expires with it, so a node that crashed vanishes from Redis within NODE_TTL_MS.
+// * Each node reads every other node's heartbeat once per HEARTBEAT_MS (one MGET): a node whose
+//   key is gone is dead (its replicas leave the registry), and a node whose version differs from
+//   the one last read has changes this node may have missed: only that node's hash is re-read.
+//   New nodes are found by a SCAN of the heartbeat keys every DISCOVER_MS.
+//
+// Routing reads only the registry, never Redis.
 import type { Server } from 'socket.io';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -9,9 +20,9 @@ import { UPSTREAMS } from '../../protocol/messages.ts';
 import type { RedisClient } from './redis.ts';
 import type { AgentRegistry, ReplicaInfo } from './registry.ts';
 
-
-const KEY_TTL_MS = 15_000;
-const REFRESH_MS = 5_000;
+export const HEARTBEAT_MS = 1_000;
+export const NODE_TTL_MS = 3_000;
+const DISCOVER_MS = 5_000;
 const MEMBERSHIP_EVENT = 'kas:membership';
 
 const nodeKey = (node: string) => `kas:node:${node}`;
@@ -28,6 +39,9 @@ const ReplicaInfoSchema = z.object({
   capabilities: z.array(z.enum(UPSTREAMS)),
 });
 
+const HeartbeatSchema = z.object({ url: z.string(), boot: z.string(), version: z.number() });
+type Heartbeat = z.infer<typeof HeartbeatSchema>;
+
 const MembershipMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('up'), info: ReplicaInfoSchema }),
   z.object({ type: z.literal('down'), agentId: z.string(), key: z.string() }),
@@ -35,14 +49,27 @@ const MembershipMessageSchema = z.discriminatedUnion('type', [
 ]);
 type MembershipMessage = z.infer<typeof MembershipMessageSchema>;
 
+/** What the Redis commands of membership cost, for the scale benchmark. */
+export interface MembershipStats {
+  commands: number;
+  replicasRead: number;
+}
+
 export class ClusterMembership {
   #redis: RedisClient;
   #io: Server;
   #registry: AgentRegistry;
   #nodeUrl: string;
   #log: Logger;
-  #timer: NodeJS.Timeout | undefined;
+  #timers: NodeJS.Timeout[] = [];
   #local = new Map<string, ReplicaInfo>();
+  /** This node's version of its replicas, and the boot it belongs to (a restarted node starts anew). */
+  #version = 0;
+  #boot = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  /** What was last read of each other node: its boot and version. */
+  #seen = new Map<string, { boot: string; version: number }>();
+  #busy = false;
+  readonly stats: MembershipStats = { commands: 0, replicasRead: 0 };
 
   constructor(options: { redis: RedisClient; io: Server; registry: AgentRegistry; nodeUrl: string; log: Logger }) {
     this.#redis = options.redis;
@@ -58,27 +85,35 @@ export class ClusterMembership {
 
   start(): void {
     this.#io.on(MEMBERSHIP_EVENT as 'connection', (raw: unknown) => this.#onMessage(raw));
-    const tick = () => {
-      this.#refresh().catch((error: Error) => this.#log.warn({ err: error.message }, 'membership refresh failed'));
+    const every = (ms: number, task: () => Promise<void>, what: string) => {
+      const run = () => {
+        task().catch((error: Error) => this.#log.warn({ err: error.message }, `membership ${what} failed`));
+      };
+      run();
+      this.#timers.push(setInterval(run, ms));
     };
-    tick();
-    this.#timer = setInterval(tick, REFRESH_MS);
+    every(HEARTBEAT_MS, () => this.#heartbeat(), 'heartbeat');
+    every(DISCOVER_MS, () => this.#discover(), 'discovery');
   }
 
   replicaUp(info: ReplicaInfo): void {
     this.#local.set(info.key, info);
+    this.#version++;
     this.#announce({ type: 'up', info });
+    this.stats.commands += 2;
     this.#redis
       .multi()
       .hSet(replicasKey(this.#node), info.key, JSON.stringify(info))
-      .pExpire(replicasKey(this.#node), KEY_TTL_MS)
+      .pExpire(replicasKey(this.#node), NODE_TTL_MS)
       .exec()
       .catch((error: Error) => this.#log.warn({ err: error.message }, 'could not record replica in Redis'));
   }
 
   replicaDown(info: ReplicaInfo): void {
-    this.#local.delete(info.key);
+    if (!this.#local.delete(info.key)) return;
+    this.#version++;
     this.#announce({ type: 'down', agentId: info.agentId, key: info.key });
+    this.stats.commands++;
     this.#redis
       .hDel(replicasKey(this.#node), info.key)
       .catch((error: Error) => this.#log.warn({ err: error.message }, 'could not remove replica from Redis'));
@@ -86,7 +121,7 @@ export class ClusterMembership {
 
   /** Leaves the cluster cleanly: others stop routing here at once instead of after expiry. */
   async stop(): Promise<void> {
-    clearInterval(this.#timer);
+    for (const timer of this.#timers) clearInterval(timer);
     this.#announce({ type: 'node-down', node: this.#node });
     await this.#redis.del([nodeKey(this.#node), replicasKey(this.#node)]).catch(() => undefined);
   }
@@ -108,33 +143,83 @@ export class ClusterMembership {
         return;
       case 'node-down':
         this.#registry.removeNode(message.node);
+        this.#seen.delete(message.node);
         return;
     }
   }
 
-  /** Keeps this node's keys alive and re-reads every other node's replicas. */
-  async #refresh(): Promise<void> {
-    const startedAt = Date.now();
-    const write = this.#redis.multi().set(nodeKey(this.#node), JSON.stringify({ url: this.#nodeUrl }), { PX: KEY_TTL_MS });
-    if (this.#local.size > 0) {
-      write.hSet(replicasKey(this.#node), Object.fromEntries([...this.#local].map(([k, v]) => [k, JSON.stringify(v)])));
-      write.pExpire(replicasKey(this.#node), KEY_TTL_MS);
-    }
-    await write.exec();
-
-    const nodes: string[] = [];
-    for await (const keys of this.#redis.scanIterator({ MATCH: 'kas:node:*', COUNT: 100 })) {
-      for (const key of keys) nodes.push(key.slice('kas:node:'.length));
-    }
-    const snapshot: ReplicaInfo[] = [];
-    for (const node of nodes) {
-      if (node === this.#node) continue;
-      const entries = await this.#redis.hGetAll(replicasKey(node));
-      for (const value of Object.values(entries)) {
-        const parsed = ReplicaInfoSchema.safeParse(JSON.parse(value));
-        if (parsed.success) snapshot.push(parsed.data);
+  /** Keeps this node alive in Redis, then checks the others: gone, or changed since last read. */
+  async #heartbeat(): Promise<void> {
+    if (this.#busy) return; // Redis is slow: the next beat catches up
+    this.#busy = true;
+    try {
+      const beat: Heartbeat = { url: this.#nodeUrl, boot: this.#boot, version: this.#version };
+      const write = this.#redis.multi().set(nodeKey(this.#node), JSON.stringify(beat), { PX: NODE_TTL_MS });
+      write.pExpire(replicasKey(this.#node), NODE_TTL_MS);
+      this.stats.commands += 2;
+      const [, extended] = await write.exec();
+      // The hash is gone (Redis restarted empty, or it expired while this node was stalled): write it again.
+      if (Number(extended) === 0 && this.#local.size > 0) await this.#rewriteReplicas();
+      const nodes = [...this.#seen.keys()];
+      if (nodes.length === 0) return;
+      this.stats.commands++;
+      const beats = await this.#redis.mGet(nodes.map(nodeKey));
+      for (const [i, node] of nodes.entries()) {
+        const raw = beats[i];
+        if (raw === null || raw === undefined) {
+          this.#log.info({ node }, 'kas node left the cluster (its heartbeat expired); dropping its replicas');
+          this.#seen.delete(node);
+          this.#registry.removeNode(node);
+          continue;
+        }
+        const parsed = HeartbeatSchema.safeParse(JSON.parse(String(raw)));
+        if (!parsed.success) continue;
+        const last = this.#seen.get(node)!;
+        if (last.boot !== parsed.data.boot || last.version !== parsed.data.version) await this.#readNode(node, parsed.data);
       }
+    } finally {
+      this.#busy = false;
     }
-    this.#registry.applySnapshot(snapshot, startedAt);
+  }
+
+  async #rewriteReplicas(): Promise<void> {
+    this.#version++;
+    this.stats.commands += 3;
+    await this.#redis
+      .multi()
+      .hSet(replicasKey(this.#node), Object.fromEntries([...this.#local].map(([key, info]) => [key, JSON.stringify(info)])))
+      .pExpire(replicasKey(this.#node), NODE_TTL_MS)
+      .set(nodeKey(this.#node), JSON.stringify({ url: this.#nodeUrl, boot: this.#boot, version: this.#version }), { PX: NODE_TTL_MS })
+      .exec();
+  }
+
+  /** Finds nodes this one does not know yet (and reads their replicas). */
+  async #discover(): Promise<void> {
+    const keys: string[] = [];
+    for await (const batch of this.#redis.scanIterator({ MATCH: 'kas:node:*', COUNT: 100 })) keys.push(...batch);
+    this.stats.commands++;
+    for (const key of keys) {
+      const node = key.slice('kas:node:'.length);
+      if (node === this.#node || this.#seen.has(node)) continue;
+      this.stats.commands++;
+      const raw = await this.#redis.get(key);
+      const parsed = raw ? HeartbeatSchema.safeParse(JSON.parse(raw)) : undefined;
+      if (parsed?.success) await this.#readNode(node, parsed.data);
+    }
+  }
+
+  /** Re-reads one node's replicas: it changed since this node last looked, or is new. */
+  async #readNode(node: string, beat: Heartbeat): Promise<void> {
+    const startedAt = Date.now();
+    this.stats.commands++;
+    const entries = await this.#redis.hGetAll(replicasKey(node));
+    const replicas: ReplicaInfo[] = [];
+    for (const value of Object.values(entries)) {
+      const parsed = ReplicaInfoSchema.safeParse(JSON.parse(value));
+      if (parsed.success) replicas.push(parsed.data);
+    }
+    this.stats.replicasRead += replicas.length;
+    this.#registry.applyNodeSnapshot(node, replicas, startedAt);
+    this.#seen.set(node, { boot: beat.boot, version: beat.version });
   }
 }

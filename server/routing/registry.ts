@@ -92,24 +92,39 @@ export class AgentRegistry extends EventEmitter<{ changed: [] }> {
   }
 
   /**
-   * Replaces the remote view with a snapshot read from Redis starting at `readStartedAt`.
-   * Events that arrived while the snapshot was being read are newer than it and win.
+   * Replaces what this node knows of `node`'s replicas with a list read from Redis starting at
+   * `readStartedAt`. Announcements that arrived while the list was being read are newer than it
+   * and win: a replica removed since is not brought back, one added since is not dropped.
    */
-  applySnapshot(replicas: ReplicaInfo[], readStartedAt: number): void {
+  applyNodeSnapshot(node: string, replicas: ReplicaInfo[], readStartedAt: number): void {
+    if (node === this.node) return;
     const seen = new Set<string>();
     for (const info of replicas) {
-      if (info.node === this.node) continue;
+      if (info.node !== node) continue;
       seen.add(info.key);
       const removedAt = this.#removedAt.get(info.key);
       if (removedAt !== undefined && removedAt >= readStartedAt) continue;
       if (!this.#remote.get(info.agentId)?.has(info.key)) this.addRemote(info);
     }
     for (const [agentId, entries] of this.#remote) {
-      for (const [key, { addedAt }] of entries) {
-        if (!seen.has(key) && addedAt < readStartedAt) this.removeRemote(agentId, key);
+      for (const [key, { info, addedAt }] of entries) {
+        if (info.node === node && !seen.has(key) && addedAt < readStartedAt) this.removeRemote(agentId, key);
       }
     }
     for (const [key, at] of this.#removedAt) if (at < readStartedAt - 60_000) this.#removedAt.delete(key);
+  }
+
+  /** Replaces the whole remote view with a snapshot of every node, read from Redis starting at `readStartedAt`. */
+  applySnapshot(replicas: ReplicaInfo[], readStartedAt: number): void {
+    const nodes = new Set([...replicas.map((r) => r.node), ...this.remoteNodes()]);
+    for (const node of nodes) this.applyNodeSnapshot(node, replicas, readStartedAt);
+  }
+
+  /** The other nodes this node knows replicas on. */
+  remoteNodes(): Set<string> {
+    const nodes = new Set<string>();
+    for (const entries of this.#remote.values()) for (const { info } of entries.values()) nodes.add(info.node);
+    return nodes;
   }
 
   /** A forward to this node failed to connect: route around it until membership says otherwise. */
@@ -191,7 +206,7 @@ export class AgentRegistry extends EventEmitter<{ changed: [] }> {
 }
 
 function localUsable({ connection }: LocalRoute, upstream: Upstream, exclude: ReadonlySet<string>): boolean {
-  return connection.isOpen && usable(connection.info, upstream, exclude);
+  return connection.isOpen && !connection.draining && usable(connection.info, upstream, exclude);
 }
 
 function usable(info: ReplicaInfo, upstream: Upstream, exclude: ReadonlySet<string>): boolean {

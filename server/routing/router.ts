@@ -133,7 +133,7 @@ export class AgentRouter {
     let connection = registry.localConnection(request.agentId, replicaKey);
     try {
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        if (!connection?.isOpen) {
+        if (!connection?.isOpen || connection.draining) {
           const route = registry.pick(request.agentId, request.upstream, tried);
           connection = route?.kind === 'local' ? route.connection : undefined;
         }

@@ -199,6 +199,8 @@ export class TunnelStream {
 export interface TunnelConnection {
   readonly info: ReplicaInfo;
   readonly isOpen: boolean;
+  /** Told to move (its node drains): it finishes what it carries and takes nothing new. */
+  readonly draining: boolean;
   readonly inFlight: number;
   /** `readyAtHead`: the stream is ready at its head (watches), else at its first body bytes. */
   open(request: OutgoingRequest, readyAtHead: boolean): TunnelStream;
@@ -213,6 +215,7 @@ export class AgentConnection implements TunnelConnection, StreamSink {
   #nextId = 1;
   #streams = new Map<number, TunnelStream>();
   #closed = false;
+  #draining = false;
 
   constructor(socket: Socket, info: ReplicaInfo, log: Logger) {
     this.#socket = socket;
@@ -228,6 +231,10 @@ export class AgentConnection implements TunnelConnection, StreamSink {
 
   get inFlight(): number {
     return this.#streams.size;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
   }
 
   open(request: OutgoingRequest, readyAtHead: boolean): TunnelStream {
@@ -250,8 +257,12 @@ export class AgentConnection implements TunnelConnection, StreamSink {
     this.#streams.delete(id);
   }
 
-  /** Asks the agent to reconnect (to another node) once its in-flight requests are done. */
+  /**
+   * Asks the agent to connect to another node (it opens its new connection before this one
+   * closes); from now on this connection takes no new requests.
+   */
   drain(): void {
+    this.#draining = true;
     this.send({ type: 'drain' });
   }
 

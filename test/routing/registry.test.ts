@@ -17,10 +17,11 @@ const replica = (agentId: string, key: string, node: string, capabilities: Repli
 });
 
 /** A connection that never carries anything: the registry only reads its info and whether it is open. */
-function connection(info: ReplicaInfo, open = true): TunnelConnection & { isOpen: boolean } {
+function connection(info: ReplicaInfo, open = true): TunnelConnection & { isOpen: boolean; draining: boolean } {
   return {
     info,
     isOpen: open,
+    draining: false,
     inFlight: 0,
     open: () => assert.fail('the registry opens no streams'),
     drain: () => undefined,
@@ -56,6 +57,8 @@ describe('picking a replica', () => {
     assert.ok(picked(registry, 'a', 4).every((r) => r.startsWith('remote:')), 'a closed local connection is not used');
     closed.isOpen = true;
     assert.deepEqual(new Set(picked(registry, 'a', 2)), new Set(['local:l1']));
+    closed.draining = true;
+    assert.ok(picked(registry, 'a', 4).every((r) => r.startsWith('remote:')), 'a draining connection takes nothing new');
   });
 
   test('only replicas offering the upstream are picked; none at all is undefined', () => {

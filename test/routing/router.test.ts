@@ -18,6 +18,7 @@ import { type OutgoingRequest, type TunnelConnection, TunnelStream, TunnelStream
 class ScriptedReplica implements TunnelConnection {
   readonly info: ReplicaInfo;
   isOpen = true;
+  draining = false;
   /** Everything kas sent to this replica. */
   readonly sent: KasMessage[] = [];
   readonly streams: TunnelStream[] = [];

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
 import { freePort } from './ports.ts';
-import { Proc, waitFor } from './procs.ts';
+import { type ExitStatus, Proc, waitFor } from './procs.ts';
 import { startRedis, type RedisServer } from './redis.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -54,6 +54,8 @@ export interface AgentOptions {
   env?: Record<string, string>;
   /** Wait until the replica is connected (default true). */
   waitConnected?: boolean;
+  /** Dial this instead of the node's agent port (a load balancer, say). */
+  kasUrl?: string;
 }
 
 /** Runs `kas <args>` to completion; stdout holds the token alone for register and issue. */
@@ -143,9 +145,10 @@ export class KasCluster {
   }
 
   /** Stops node `index` with SIGTERM (it drains) and starts it again on the same ports. */
-  async restartNode(index: number, options: { downMs?: number } = {}): Promise<KasNode> {
+  async restartNode(index: number, options: { downMs?: number; graceMs?: number; onExit?: (status: ExitStatus) => void } = {}): Promise<KasNode> {
     const node = this.nodes[index]!;
-    await node.proc.stop();
+    const status = await node.proc.stop('SIGTERM', options.graceMs ?? 5_000);
+    options.onExit?.(status);
     if (options.downMs) await new Promise((r) => setTimeout(r, options.downMs));
     node.proc = Proc.start(node.name, process.execPath, [KAS_BIN, 'serve'], { env: node.env });
     await waitReady(node);
@@ -181,7 +184,7 @@ export class KasCluster {
     const yaml = options.configYaml ?? (options.prometheusUrl ? `prometheus:\n  url: ${options.prometheusUrl}\n` : '{}\n');
     await writeFile(configFile, yaml);
     const obs = await freePort();
-    const proc = Proc.start(name, process.execPath, [AGENTK_BIN, '--kas-url', node.agentUrl, '--token-file', tokenFile, '--config', configFile], {
+    const proc = Proc.start(name, process.execPath, [AGENTK_BIN, '--kas-url', options.kasUrl ?? node.agentUrl, '--token-file', tokenFile, '--config', configFile], {
       env: { ...process.env, POD_NAME: name, AGENTK_OBSERVABILITY_LISTEN: `127.0.0.1:${obs}`, LOG_LEVEL: 'debug', ...options.env },
     });
     const replica: AgentReplica = { agentId: options.id, name, node, observabilityUrl: `http://127.0.0.1:${obs}`, proc };
