@@ -1,6 +1,4 @@
 // The API port: Rails, the dashboard, kubectl and Prometheus clients.
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { context, type Span, trace } from '@opentelemetry/api';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
@@ -11,6 +9,7 @@ import type { AgentRegistry, ReplicaInfo } from '../routing/registry.ts';
 import type { AgentRouter } from '../routing/router.ts';
 import type { KasMetrics } from '../observability/metrics.ts';
 import { buildSpec, checkAgentId, parseAgentUrl } from './agentRequests.ts';
+import { dashboard } from './dashboard.ts';
 import { dialectOf, KasError, sendError } from './errors.ts';
 import { fallbackTraceId } from './traceContext.ts';
 
@@ -173,10 +172,7 @@ export function createApiApp(o: ApiAppOptions): express.Express {
     }
   });
 
-  // The dashboard: built files when present (web/dist), else the plain page in web/.
-  const webRoot = fileURLToPath(new URL('../../web/', import.meta.url));
-  const webDist = `${webRoot}dist/`;
-  app.use(express.static(existsSync(webDist) ? webDist : webRoot, { index: 'index.html' }));
+  app.use(dashboard({ traceUiUrl: process.env.KAS_TRACE_UI_URL }));
 
   app.use((req, _res, next) => next(new KasError('not_found', `no route for ${req.method} ${req.path}`)));
   app.use(errorMiddleware(o.log));
