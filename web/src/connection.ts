@@ -34,6 +34,8 @@ export class UiConnection {
   readonly #subs = new Map<string, Subscriber>();
   #next = 0;
   #state: ConnectionState = { state: 'connecting' };
+  #retryMs = 0;
+  #closed = false;
   readonly #onState: (s: ConnectionState) => void;
 
   constructor(token: string, onState: (s: ConnectionState) => void) {
@@ -45,6 +47,7 @@ export class UiConnection {
       reconnectionDelayMax: 5_000,
     });
     this.socket.on('connect', () => {
+      this.#retryMs = 0;
       this.#set({ state: 'connected' });
       for (const [id, sub] of this.#subs) this.#send(id, sub);
     });
@@ -56,12 +59,18 @@ export class UiConnection {
         return;
       }
       this.#set({ state: 'lost', reason: err.message });
+      // socket.io retries a failed transport itself, but not a refusal by kas's namespace
+      // (a node restarting, the namespace not served yet): retry that with a growing pause.
+      if (!this.socket.active) {
+        this.#retryMs = Math.min(this.#retryMs * 2 || 500, 10_000);
+        setTimeout(() => !this.#closed && this.#state.state === 'lost' && this.socket.connect(), this.#retryMs);
+      }
     });
     this.socket.on('disconnect', (reason) => {
       if (this.#state.state === 'unauthorized' || reason === 'io client disconnect') return;
       this.#set({ state: 'lost', reason });
       // kas closed the socket itself (a drain, a restart): socket.io leaves reconnecting to us.
-      if (reason === 'io server disconnect') setTimeout(() => this.socket.connect(), 500);
+      if (reason === 'io server disconnect') setTimeout(() => !this.#closed && this.socket.connect(), 500);
     });
     this.socket.on(UI_UPDATE, (u: UiUpdate) => this.#subs.get(u.id)?.update(u));
   }
@@ -100,6 +109,7 @@ export class UiConnection {
   }
 
   close(): void {
+    this.#closed = true;
     this.#subs.clear();
     this.socket.disconnect();
   }

@@ -92,9 +92,11 @@ function showConnection(s: ConnectionState): void {
       break;
     case 'connected':
       connStatus.textContent = 'Live';
+      connStatus.title = '';
       break;
     case 'lost':
       connStatus.textContent = 'Connection lost; reconnecting…';
+      connStatus.title = s.reason;
       break;
     case 'unauthorized':
       signInMessage = `kas refused the token: ${s.message}. Sign in with a new one ("kas token issue").`;
@@ -185,7 +187,7 @@ function endSession(): void {
 }
 
 function renderSignIn(): void {
-  const input = h('input', { id: 'token', type: 'password', autocomplete: 'off', spellcheck: 'false', required: true, 'aria-describedby': 'token-help sign-in-error' });
+  const input = h('input', { id: 'token', type: 'password', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'token-help sign-in-error' });
   const error = h('p', { id: 'sign-in-error', class: 'error', role: 'alert' }, signInMessage ?? '');
   const submit = h('button', { type: 'submit' }, 'Sign in');
   const form = h(
