@@ -200,6 +200,7 @@ export class GraphPanel {
     if (!frame) return;
     this.#chartBox.dataset.points = String(frame.times.length);
     this.#chartBox.dataset.series = String(frame.series.length);
+    this.#chartBox.dataset.lastT = String(frame.times[frame.times.length - 1] ?? '');
     if (!rebuild && this.#plot) {
       this.#plot.setData(uplotData(frame));
       return;
