@@ -146,14 +146,16 @@ export function cellText(column: Column, obj: KubeObject, now: number): string {
   return column.text ? column.text(obj, now) : String(column.value(obj, now));
 }
 
+const collator = new Intl.Collator(undefined, { numeric: true });
+
 /** Sorts rows by a column; ties by namespace then name, so the order is stable as rows change. */
 export function compareBy(column: Column, descending: boolean, now: number): (a: KubeObject, b: KubeObject) => number {
   const dir = descending ? -1 : 1;
   return (a, b) => {
     const va = column.value(a, now);
     const vb = column.value(b, now);
-    let c = typeof va === 'number' && typeof vb === 'number' ? va - vb : String(va).localeCompare(String(vb), undefined, { numeric: true });
-    if (c === 0) c = (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || a.metadata.name.localeCompare(b.metadata.name);
+    let c = typeof va === 'number' && typeof vb === 'number' ? va - vb : collator.compare(String(va), String(vb));
+    if (c === 0) c = collator.compare(a.metadata.namespace ?? '', b.metadata.namespace ?? '') || collator.compare(a.metadata.name, b.metadata.name);
     return c * dir;
   };
 }
