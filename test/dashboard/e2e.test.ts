@@ -117,6 +117,11 @@ describe('the dashboard over the /ui socket', () => {
     try {
       const { page } = tab;
       await page.getByRole('button', { name: 'web-0', exact: true }).click();
+      // The detail: YAML read fresh through kas, and the pod's events.
+      await page.locator('pre.yaml', { hasText: 'name: web-0' }).waitFor({ timeout: 5_000 });
+      assert.match(page.url(), /obj=shop%2Fweb-0/, 'the URL names the object');
+      await page.getByRole('button', { name: 'Events' }).click();
+      await page.locator('table.events', { hasText: 'Pulled' }).waitFor({ timeout: 5_000 });
       await page.getByRole('button', { name: 'Logs' }).click();
       const log = page.locator('pre.log');
       await within(1_000, 'the last 500 lines', async () => /old line 599/.test(await log.innerText()));

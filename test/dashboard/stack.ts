@@ -34,6 +34,18 @@ export async function startDashboardStack(options: { pods?: number } = {}): Prom
   const pods = options.pods ?? 5;
   for (let i = 0; i < pods; i++) sim.api.create('pods', makePod({ name: `web-${i}`, namespace: 'shop', labels: { app: 'web' }, containers: ['app', 'sidecar'] }));
   sim.api.create('deployments', makeDeployment({ name: 'web', namespace: 'shop', replicas: pods }));
+  const first = sim.api.get('pods', 'shop', 'web-0');
+  if (first) {
+    sim.api.create('events', {
+      metadata: { name: 'web-0.pulled', namespace: 'shop' },
+      involvedObject: { kind: 'Pod', name: 'web-0', namespace: 'shop', uid: first.metadata?.uid },
+      reason: 'Pulled',
+      message: 'Container image "registry.example/app:1.0" already present on machine',
+      type: 'Normal',
+      source: { component: 'kubelet' },
+      lastTimestamp: new Date().toISOString(),
+    });
+  }
   const kubeconfig = join(dir, 'kubeconfig');
   await writeFile(kubeconfig, sim.kubeconfig({ caFile: pki.caFile, token: CLUSTER_TOKEN }));
   const agentId = 'prod';
