@@ -175,6 +175,7 @@ describe('the dashboard over the /ui socket', () => {
       await page.getByRole('link', { name: 'Agents' }).click();
       assert.equal(tab.webSockets.length, 1, tab.webSockets.join('\n'));
       assert.match(tab.webSockets[0]!, /\/socket\.io\/\?EIO=4&transport=websocket/);
+      assert.deepEqual(await tab.cspViolations(), [], 'the same-origin WebSocket is allowed by connect-src');
     } finally {
       await tab.page.close();
     }
