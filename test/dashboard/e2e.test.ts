@@ -146,6 +146,19 @@ describe('the dashboard over the /ui socket', () => {
     }
   });
 
+  test('a link naming an object reopens its detail, with the pod’s containers to pick from', async () => {
+    const tab = await open(`#view=kubernetes&agent=${stack.agentId}&ns=shop&res=v1/pods&obj=shop%2Fweb-1`);
+    try {
+      const { page } = tab;
+      await page.locator('pre.yaml', { hasText: 'name: web-1' }).waitFor({ timeout: 15_000 });
+      await page.getByRole('button', { name: 'Logs' }).click();
+      const containers = await page.getByLabel('Container').locator('option').allInnerTexts();
+      assert.deepEqual(containers, ['app', 'sidecar']);
+    } finally {
+      await tab.page.close();
+    }
+  });
+
   test('a token the socket refuses brings back the sign-in with kas’s reason', async () => {
     const tab = await browser.open(`${stack.url}/`);
     try {

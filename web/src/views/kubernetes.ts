@@ -8,6 +8,7 @@ import {
   type APIGroupList,
   type APIResourceList,
   collectionPath,
+  objectPath,
   preferredGroupVersions,
   resourceId,
   type ResourceOption,
@@ -97,6 +98,8 @@ export function kubernetesView(ctx: AppContext): ViewHandle {
 
   async function discover(): Promise<void> {
     const trace = ctx.action('discovery');
+    // Read before the table starts: starting it closes any detail and clears the object from the URL.
+    const wantedObject = ctx.layout().object;
     status.textContent = 'Reading the cluster’s resources…';
     try {
       const [core, groups, namespaces] = await Promise.all([
@@ -128,11 +131,17 @@ export function kubernetesView(ctx: AppContext): ViewHandle {
       nsSelect.disabled = false;
       status.textContent = '';
       startTable();
-      // A link that named an object reopens its detail once the table has it.
-      const wantedObject = ctx.layout().object;
-      if (wantedObject) {
+      // A link that named an object reopens its detail.
+      const resource = current();
+      if (wantedObject && resource) {
         const [ns, name] = wantedObject.includes('/') ? wantedObject.split('/', 2) : [undefined, wantedObject];
-        openDetail({ metadata: { name: name!, namespace: ns } });
+        // The whole object (a pod's containers for the log picker), read once through kas.
+        apiJson<KubeObject>(`${base}${objectPath(resource, ns, name!)}`, ctx.action(`open ${name}`))
+          .then((obj) => !destroyed && openDetail(obj))
+          .catch((e: unknown) => {
+            status.textContent = `Could not open ${wantedObject}: ${e instanceof Error ? e.message : String(e)}`;
+            ctx.setLayout({ object: undefined });
+          });
       }
     } catch (e) {
       status.textContent = `Discovery failed: ${e instanceof Error ? e.message : String(e)}`;

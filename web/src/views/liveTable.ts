@@ -52,6 +52,7 @@ export class LiveTable {
   #highlightTimer: ReturnType<typeof setTimeout> | undefined;
   #loaded = false;
   #ageTimer: ReturnType<typeof setInterval>;
+  readonly #resize: ResizeObserver;
 
   constructor(ctx: AppContext, o: LiveTableOptions) {
     this.#ctx = ctx;
@@ -102,7 +103,8 @@ export class LiveTable {
       update: (u) => this.#update(u),
     });
     this.#ageTimer = setInterval(() => this.#render(), 10_000);
-    new ResizeObserver(() => this.#render()).observe(this.#scroller);
+    this.#resize = new ResizeObserver(() => this.#render());
+    this.#resize.observe(this.#scroller);
   }
 
   get rowCount(): number {
@@ -268,5 +270,6 @@ export class LiveTable {
     this.#unsubscribe();
     clearTimeout(this.#highlightTimer);
     clearInterval(this.#ageTimer);
+    this.#resize.disconnect();
   }
 }
