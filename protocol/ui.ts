@@ -79,6 +79,11 @@ export const UiSubscriptionSchema = z.discriminatedUnion('kind', [
     tailLines: z.number().int().min(0).max(100_000).optional(),
     /** RFC 3339 time of the last line the tab has (after a reconnect): lines after it only. */
     sinceTime: z.string().max(64).optional(),
+    /**
+     * Each line starts with its RFC 3339 time and a space, as Kubernetes writes them with
+     * `timestamps=true`: the dashboard needs the last line's time to resume with `sinceTime`.
+     */
+    timestamps: z.boolean().optional(),
   }),
 ]);
 export type UiSubscription = z.infer<typeof UiSubscriptionSchema>;

@@ -92,7 +92,7 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   });
   const apiServer = createServer(
     config.apiTls,
-    createApiApp({ apiSecret, tokens, registry, capabilities, requestTimeoutMs: config.requestTimeoutMs, metrics, log, lifecycle }),
+    createApiApp({ apiSecret, tokens, registry, capabilities, requestTimeoutMs: config.requestTimeoutMs, metrics, log, lifecycle, traceUiUrl: config.traceUiUrl }),
   );
   const uiIo = createUiServer({ httpServer: apiServer, apiSecret, registry, capabilities, log });
   const privateServer = http.createServer(

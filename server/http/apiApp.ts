@@ -1,7 +1,5 @@
 // The API port: Rails, the dashboard, kubectl and Prometheus clients. Authenticates the caller,
 // checks its scope, and hands `…/agents/{id}/{capability}/…` to that capability with a Reply.
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { context, type Span, trace } from '@opentelemetry/api';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
@@ -13,6 +11,7 @@ import type { NodeLifecycle } from '../lifecycle.ts';
 import type { CapabilityRequest, ServerCapability } from '../modules/capability.ts';
 import type { AgentRegistry, ReplicaInfo } from '../routing/registry.ts';
 import { checkAgentId, parseAgentUrl } from './agentUrl.ts';
+import { dashboard } from './dashboard.ts';
 import { type ErrorBody, KasError, kasErrorBody, sendError } from './errors.ts';
 import { HttpReply } from './reply.ts';
 import { fallbackTraceId } from './traceContext.ts';
@@ -26,6 +25,8 @@ export interface ApiAppOptions {
   metrics: KasMetrics;
   log: Logger;
   lifecycle: NodeLifecycle;
+  /** KAS_TRACE_UI_URL, for the dashboard's trace links. */
+  traceUiUrl: string | undefined;
 }
 
 interface Locals {
@@ -202,10 +203,7 @@ export function createApiApp(o: ApiAppOptions): express.Express {
     }
   });
 
-  // The dashboard: built files when present (web/dist), else the plain page in web/.
-  const webRoot = fileURLToPath(new URL('../../web/', import.meta.url));
-  const webDist = `${webRoot}dist/`;
-  app.use(express.static(existsSync(webDist) ? webDist : webRoot, { index: 'index.html' }));
+  app.use(dashboard({ traceUiUrl: o.traceUiUrl }));
 
   app.use((req, _res, next) => next(new KasError('not_found', `no route for ${req.method} ${req.path}`)));
   app.use(errorMiddleware(o.log, o.capabilities));
