@@ -158,8 +158,8 @@ export type UiUpdate =
     }
   // ---- logs ----
   /**
-   * Lines of the log, without their line ends, batched. Each starts with the RFC 3339 time the
-   * container wrote it and a space (as `kubectl logs --timestamps`): the time to resume from.
+   * Lines of the log, without their line ends, batched; with `timestamps`, each starts with the
+   * RFC 3339 time the container wrote it and a space (as `kubectl logs --timestamps`).
    */
   | { id: string; type: 'lines'; lines: string[] }
   /** The log ended (the container stopped, or the follow was cut): resubscribe to follow again. */

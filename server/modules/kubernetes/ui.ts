@@ -302,7 +302,7 @@ export function takeLog(deps: KubernetesUiDeps, subscription: LogSubscription, u
   for (const [what, value] of [['namespace', namespace], ['pod', pod], ['container', container]] as const) {
     if (value !== undefined && !NAME.test(value)) throw new KasError('bad_request', `${what} "${value}" is not a Kubernetes name`);
   }
-  const query = new URLSearchParams({ follow: 'true', timestamps: 'true' });
+  const query = new URLSearchParams({ follow: 'true', timestamps: String(subscription.timestamps === true) });
   if (container) query.set('container', container);
   if (subscription.sinceTime) query.set('sinceTime', subscription.sinceTime);
   else query.set('tailLines', String(subscription.tailLines ?? 500));
