@@ -8,7 +8,7 @@ import { failSpan } from '../otel/tracing.ts';
 import { io, type Socket } from 'socket.io-client';
 import {
   type AgentMessage,
-  KasMessageSchema,
+  readKasMessage,
   PROTOCOL_VERSION,
   BATCH_MAX_BYTES,
   BATCH_MAX_MESSAGES,
@@ -239,9 +239,9 @@ class KasLink {
   }
 
   #onMessage(raw: unknown): void {
-    const parsed = KasMessageSchema.safeParse(raw);
+    const parsed = readKasMessage(raw);
     if (!parsed.success) {
-      this.#o.log.warn({ issues: parsed.error.issues.slice(0, 3) }, 'ignored a malformed message from kas');
+      this.#o.log.warn({ issues: parsed.issues }, 'ignored a malformed message from kas');
       return;
     }
     const message = parsed.data;

@@ -64,7 +64,8 @@ export async function main(argv: string[]): Promise<number> {
       const code = outcome.error ?? String(outcome.status);
       requests.add(1, { upstream, code });
       upstreamDuration.record(seconds, { upstream });
-      log.info({ upstream, status: outcome.status, bytes: outcome.bytes, error: outcome.error, duration_ms: Math.round(seconds * 1000) }, 'request served');
+      // kas logs every request it routes; agentk's own line is for debugging an agent.
+      log.debug({ upstream, status: outcome.status, bytes: outcome.bytes, error: outcome.error, duration_ms: Math.round(seconds * 1000) }, 'request served');
     },
   });
   metrics.meter

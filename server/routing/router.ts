@@ -336,6 +336,8 @@ class Deadline {
   readonly signal: AbortSignal | undefined;
   #timer: NodeJS.Timeout | undefined;
   #onExpiry: ((error: KasError) => void) | undefined;
+  #callerSignal: AbortSignal | undefined;
+  #onCallerAbort: (() => void) | undefined;
 
   constructor(ms: number, callerSignal: AbortSignal | undefined) {
     if (ms <= 0) {
@@ -343,7 +345,14 @@ class Deadline {
       return;
     }
     const controller = new AbortController();
-    this.signal = callerSignal ? AbortSignal.any([callerSignal, controller.signal]) : controller.signal;
+    this.signal = controller.signal;
+    // Joined by hand: AbortSignal.any costs more than the rest of a small request's routing.
+    if (callerSignal) {
+      if (callerSignal.aborted) controller.abort(callerSignal.reason);
+      this.#callerSignal = callerSignal;
+      this.#onCallerAbort = () => controller.abort(callerSignal.reason);
+      callerSignal.addEventListener('abort', this.#onCallerAbort, { once: true });
+    }
     this.#timer = setTimeout(() => {
       const error = new KasError('timeout', `the request took longer than KAS_REQUEST_TIMEOUT (${formatDuration(ms)}); narrow the query or raise the limit`);
       controller.abort(error);
@@ -358,6 +367,7 @@ class Deadline {
   clear(): void {
     clearTimeout(this.#timer);
     this.#onExpiry = undefined;
+    if (this.#onCallerAbort) this.#callerSignal?.removeEventListener('abort', this.#onCallerAbort);
   }
 }
 
