@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KasCluster } from '../test/support/kas.ts';
-import { makePod, startKubeSim, type KubeSim } from '../test/support/k8sSim.ts';
+import { makePod, startKubeSim, type KubeSim } from '../demo/k8sSim.ts';
 
 const WATCHES = Number(process.env.BENCH_WATCHES ?? 500);
 const ROUNDS_SINGLE = Number(process.env.BENCH_WATCH_ROUNDS ?? 200);

@@ -1,7 +1,7 @@
 // `npm start`: a complete local kas in one command, no Redis. Starts one kas node, registers an
 // agent "local" (once: its token is kept in <data dir>/local-agent.token), runs agentk with it,
 // starts a Prometheus when one is on PATH (scraping kas and agentk) and a demo Kubernetes cluster
-// (the API server simulator, scripts/demoCluster.ts), issues a 24h API token and prints how to
+// (the API server simulator, demo/demoCluster.ts), issues a 24h API token and prints how to
 // use it. Ctrl-C or SIGTERM stops everything and exits 0.
 //
 // Settings: the usual KAS_* variables (ports, KAS_DATA_DIR, LOG_LEVEL), AGENTK_OBSERVABILITY_LISTEN,
@@ -14,7 +14,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { DEMO_NAMESPACE, type DemoCluster, startDemoCluster } from './demoCluster.ts';
+import { DEMO_NAMESPACE, type DemoCluster, startDemoCluster } from '../demo/demoCluster.ts';
 import { findExecutable } from './which.ts';
 import { AgentTokenStore, registerAgent, revokeAgent } from '../server/auth/agentTokens.ts';
 import { loadSecret } from '../server/auth/secrets.ts';

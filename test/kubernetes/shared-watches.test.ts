@@ -16,7 +16,7 @@ import { pino } from 'pino';
 import { SharedWatches, shareableWatch } from '../../server/routing/sharedWatches.ts';
 import type { AgentRequestSpec } from '../../server/routing/spec.ts';
 import { KasCluster } from '../support/kas.ts';
-import { type KubeSim, startKubeSim } from '../support/k8sSim.ts';
+import { type KubeSim, startKubeSim } from '../../demo/k8sSim.ts';
 import { waitFor } from '../support/procs.ts';
 import { makeTestPki } from '../support/tls.ts';
 

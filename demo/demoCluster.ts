@@ -1,10 +1,10 @@
 // The demo Kubernetes cluster of `npm start`: the API server simulator the tests use
-// (test/support/k8sSim.ts), on a loopback port, with a namespace `demo` that keeps changing (a
+// (demo/k8sSim.ts), on a loopback port, with a namespace `demo` that keeps changing (a
 // ConfigMap beats every few seconds, a worker pod logs a line each time), so lists, watches and
 // `logs -f` through kas show something live without a real cluster.
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { type KubeSim, makeDeployment, makePod, startKubeSim } from '../test/support/k8sSim.ts';
+import { type KubeSim, makeDeployment, makePod, startKubeSim } from './k8sSim.ts';
 
 export const DEMO_NAMESPACE = 'demo';
 const BEAT_MS = 5_000;

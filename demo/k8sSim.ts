@@ -1,8 +1,9 @@
 /**
- * An in-process Kubernetes API server simulator for tests: real clients (kubectl, client-go,
- * @kubernetes/client-node) talk to it over HTTP or HTTPS as they would to kube-apiserver.
+ * An in-process Kubernetes API server simulator, for the tests and for `npm start`'s demo cluster
+ * (demo/demoCluster.ts): real clients (kubectl, client-go, @kubernetes/client-node) talk to it
+ * over HTTP or HTTPS as they would to kube-apiserver.
  *
- * Faithful (checked against kubectl and @kubernetes/client-node in k8sSim.test.ts):
+ * Faithful (checked against kubectl and @kubernetes/client-node in test/support/k8sSim.test.ts):
  * - Bearer token authentication on every path; anything else gets 401 with a Status body.
  * - Discovery: /version, /api, /apis, /apis/apps, /api/v1, /apis/apps/v1 (APIVersions,
  *   APIGroupList, APIGroup, APIResourceList with singular names, short names, categories, verbs,
