@@ -19,6 +19,7 @@ import { findExecutable } from './which.ts';
 import { AgentTokenStore, registerAgent, revokeAgent } from '../server/auth/agentTokens.ts';
 import { loadSecret } from '../server/auth/secrets.ts';
 import { issueApiToken } from '../server/auth/tokens.ts';
+import { SettingError } from '../protocol/settings.ts';
 import { ConfigError, type HostPort, loadConfig, parseHostPort } from '../server/config.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -332,7 +333,7 @@ async function main(): Promise<void> {
 process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
 main().catch((error: Error) => {
-  if (error instanceof StartError || error instanceof ConfigError) say(error.message);
+  if (error instanceof StartError || error instanceof ConfigError || error instanceof SettingError) say(error.message);
   else say(`failed: ${error.stack ?? error.message}`);
   void shutdown(1);
 });

@@ -21,7 +21,11 @@ export interface KubernetesSettings {
 export const WATCH_KEEPALIVE_MS = 30_000;
 
 /** Loads cluster access; the client library is loaded only by agents that use it (it is large). */
-export async function loadKubeConfig(settings: KubernetesSettings, env: Record<string, string | undefined>): Promise<KubeConfig> {
+export async function loadKubeConfig(
+  settings: KubernetesSettings,
+  env: Record<string, string | undefined>,
+  options: { /** Directory the in-cluster service-account files are under (AGENTK_IN_CLUSTER_ROOT). */ inClusterRoot?: string } = {},
+): Promise<KubeConfig> {
   const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
   const inCluster = settings.inCluster ?? (settings.kubeconfig === undefined && env.KUBERNETES_SERVICE_HOST !== undefined);
@@ -29,7 +33,8 @@ export async function loadKubeConfig(settings: KubernetesSettings, env: Record<s
     if (!env.KUBERNETES_SERVICE_HOST) {
       throw new Error('kubernetes.inCluster is true but KUBERNETES_SERVICE_HOST is not set: is agentk running in a pod?');
     }
-    kc.loadFromCluster();
+    const root = options.inClusterRoot?.replace(/\/+$/, '') ?? '';
+    kc.loadFromCluster(root);
   } else if (settings.kubeconfig) {
     kc.loadFromFile(settings.kubeconfig.replace(/^~(?=\/)/, homedir()));
   } else {
