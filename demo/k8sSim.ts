@@ -43,8 +43,9 @@
  *   which do no validation, admission, defaulting beyond metadata and a few status fields,
  *   optimistic concurrency or graceful deletion. Missing namespaces are created on demand
  *   (option autoCreateNamespaces) and deleting a namespace deletes its contents immediately.
- * - No authorization (RBAC), impersonation, audit, priority and fairness, or anonymous access:
- *   the one token (changeable with api.setToken) may do everything.
+ * - No authorization (RBAC), impersonation, audit, or priority and fairness: the one token
+ *   (changeable with api.setToken) may do everything, and so may anonymous requests when the
+ *   option `anonymous` allows them.
  * - JSON only: no protobuf, YAML or CBOR. HTTP/1.1 only (kube-apiserver also speaks HTTP/2).
  * - No OpenAPI documents: /openapi/v2 and /openapi/v3 are 404 (kubectl explain and server-side
  *   validation of writes do not work; get, logs and watch do not need them).
@@ -110,6 +111,12 @@ export interface KubeSimOptions {
   tls?: { certFile: string; keyFile: string };
   /** The only bearer token accepted. */
   token: string;
+  /**
+   * Also serve requests that carry no Authorization header, as a server with anonymous access
+   * allowed does (or one behind `kubectl proxy`): kubectl and agentk send no credentials over
+   * plain http. A wrong token is still 401. Default false.
+   */
+  anonymous?: boolean;
   /** Port to listen on (127.0.0.1); default an ephemeral one. */
   port?: number;
   /** Interval between BOOKMARK events of watches that allow them. Default 60 s as kube-apiserver. */
@@ -1066,7 +1073,7 @@ export async function startKubeSim(options: KubeSimOptions): Promise<KubeSim> {
       query: url.search.replace(/^\?/, ''),
       params: url.searchParams,
       headers: req.headers,
-      authorized: req.headers.authorization === `Bearer ${token}`,
+      authorized: req.headers.authorization === `Bearer ${token}` || (options.anonymous === true && req.headers.authorization === undefined),
       watch: boolParam(url.searchParams, 'watch') || /^\/apis?\/(?:[^/]+\/)?v1\/watch\//.test(url.pathname),
       at: new Date(),
     };
