@@ -1,19 +1,39 @@
 # One image for both programs: `kas …` (the default) and `agentk …` (override the entrypoint).
-# Node 24 runs the TypeScript sources directly (type stripping); only the dashboard is bundled (Vite).
+# Node 24 runs the TypeScript sources directly (type stripping); only the dashboard is built.
+#
+#   docker build -t kas:0.1.0 .
+
+# The dashboard, built with the dev dependencies (npm run build writes web/dist/).
+FROM node:24-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts
+COPY . .
+RUN npm run build
+
+# The runtime dependencies alone. (The `node` devDependency pins Node for npm scripts on a
+# developer's machine; the image already is Node 24.)
+FROM node:24-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
+
+# What runs: the programs' sources, their dependencies and the built dashboard; no tests,
+# benchmarks, dashboard sources or build tools.
 FROM node:24-slim
 WORKDIR /app
 ENV NODE_ENV=production
-COPY package.json package-lock.json ./
-COPY web ./web
-COPY protocol ./protocol
-# The `node` devDependency pins Node for npm scripts on a developer's machine; the image already
-# is Node 24. The dashboard is built with the dev dependencies (Vite), which then go: only the
-# runtime dependencies stay.
-RUN npm ci --include=dev --ignore-scripts && node web/build.ts && npm prune --omit=dev --ignore-scripts && npm cache clean --force
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
 COPY bin ./bin
 COPY server ./server
 COPY agent ./agent
+COPY protocol ./protocol
 COPY otel ./otel
+COPY --from=build /src/web/dist ./web/dist
+# The image's user `node` (uid 1000), as the Kubernetes manifests expect.
 USER node
+EXPOSE 8150 8151 8153 8155 8181
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["node", "/app/bin/healthcheck.ts"]
 ENTRYPOINT ["node", "/app/bin/kas.ts"]
 CMD ["serve"]

@@ -1,8 +1,20 @@
-// agentk's settings: flags, environment and the cluster owner's agent.yaml, defaulted here once.
+// agentk's settings: flags and environment through one table (which also writes --help), and the
+// cluster owner's agent.yaml; defaulted here once, read-only afterwards. A new setting is one
+// entry in AGENT_SETTINGS.
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
-import { parseDuration } from '../protocol/durations.ts';
+import {
+  declareSettings,
+  hostPort,
+  path,
+  positiveDuration,
+  type RawSettings,
+  readSettings,
+  type SettingValues,
+  text,
+  url,
+} from '../protocol/settings.ts';
 import { AgentFileSchema, type AgentFileConfig } from './modules/index.ts';
 
 export type { AgentFileConfig };
@@ -11,24 +23,65 @@ export class AgentConfigError extends Error {
   override name = 'AgentConfigError';
 }
 
+export const AGENT_SETTINGS = declareSettings('AGENTK_', {
+  kasUrl: {
+    env: 'AGENTK_KAS_URL',
+    required: 'ws://kas:8150',
+    kind: url(['ws', 'wss'], 'wss://kas.example:8150'),
+    description: "kas's agent port",
+  },
+  tokenFile: {
+    env: 'AGENTK_TOKEN_FILE',
+    required: '/etc/agentk/token',
+    kind: path,
+    description: 'file holding the agent token that kas agent register printed',
+  },
+  configFile: {
+    env: 'AGENTK_CONFIG',
+    flag: 'config',
+    kind: path,
+    description: 'agent.yaml: the Prometheus and Kubernetes API to reach, and the policy',
+  },
+  caFile: { env: 'AGENTK_CA_FILE', kind: path, description: "PEM CA that signed kas's certificate, for wss:// with a private CA (trusted instead of the system CAs)" },
+  observabilityListen: {
+    env: 'AGENTK_OBSERVABILITY_LISTEN',
+    default: '127.0.0.1:8181',
+    kind: hostPort,
+    description: '/metrics, /liveness, /readiness',
+  },
+  watchKeepaliveMs: {
+    env: 'AGENTK_WATCH_KEEPALIVE',
+    default: '30s',
+    kind: positiveDuration,
+    description: 'silence after which a watch gets a blank keep-alive line',
+  },
+  inClusterRoot: {
+    env: 'AGENTK_IN_CLUSTER_ROOT',
+    default: '/',
+    kind: path,
+    description: 'in a pod, the service-account token and CA are read from var/run/secrets/kubernetes.io/serviceaccount/ under this directory',
+  },
+  replica: {
+    env: 'POD_NAME',
+    default: { shown: '<host name>', compute: () => hostname() },
+    kind: text,
+    description: "this replica's name (from the downward API in a Deployment)",
+  },
+});
 
-export interface AgentConfig {
-  readonly kasUrl: string;
+export type AgentConfig = Omit<SettingValues<typeof AGENT_SETTINGS>, 'tokenFile'> & {
+  /** The agent token, read from the token file. */
   readonly token: string;
-  readonly replica: string;
-  readonly caFile: string | undefined;
-  readonly observabilityListen: string;
-  /** Silence after which a watch gets a keep-alive blank line (AGENTK_WATCH_KEEPALIVE). */
-  readonly watchKeepaliveMs: number;
+  /** agent.yaml, or empty without one. */
   readonly file: AgentFileConfig;
-}
+};
 
-export function loadAgentConfig(settings: Record<string, string | undefined>): AgentConfig {
-  const kasUrl = settings.AGENTK_KAS_URL;
-  const tokenFile = settings.AGENTK_TOKEN_FILE;
-  if (!kasUrl) throw new AgentConfigError('no kas URL: pass --kas-url ws://kas:8150 (or set AGENTK_KAS_URL)');
-  if (!/^wss?:\/\//.test(kasUrl)) throw new AgentConfigError(`--kas-url ${kasUrl} must start with ws:// or wss://`);
-  if (!tokenFile) throw new AgentConfigError('no token: pass --token-file /path/token (or set AGENTK_TOKEN_FILE)');
+/**
+ * agentk's settings, defaulted and frozen. `fromFlags` names the settings that came from flags,
+ * so that an error names the flag the user typed rather than the variable.
+ */
+export function loadAgentConfig(settings: RawSettings, fromFlags?: ReadonlySet<string>): AgentConfig {
+  const { tokenFile, ...values } = readSettings(AGENT_SETTINGS, settings, fromFlags);
   let token: string;
   try {
     token = readFileSync(tokenFile, 'utf8').trim();
@@ -36,7 +89,7 @@ export function loadAgentConfig(settings: Record<string, string | undefined>): A
     throw new AgentConfigError(`cannot read the token file ${tokenFile}: ${(error as Error).message}`);
   }
   let file: AgentFileConfig = {};
-  const configFile = settings.AGENTK_CONFIG;
+  const configFile = values.configFile;
   if (configFile) {
     let raw: unknown;
     try {
@@ -51,20 +104,5 @@ export function loadAgentConfig(settings: Record<string, string | undefined>): A
     }
     file = parsed.data;
   }
-  return Object.freeze({
-    kasUrl,
-    token,
-    replica: settings.POD_NAME || hostname(),
-    caFile: settings.AGENTK_CA_FILE || undefined,
-    observabilityListen: settings.AGENTK_OBSERVABILITY_LISTEN ?? '127.0.0.1:8181',
-    watchKeepaliveMs: durationSetting(settings, 'AGENTK_WATCH_KEEPALIVE', '30s'),
-    file,
-  });
-}
-
-function durationSetting(settings: Record<string, string | undefined>, name: string, fallback: string): number {
-  const raw = settings[name] ?? fallback;
-  const ms = parseDuration(raw);
-  if (ms === undefined || ms <= 0) throw new AgentConfigError(`${name}=${raw} is not a duration; write it like 500ms, 20s, 5m or 1h`);
-  return ms;
+  return Object.freeze({ ...values, token, file });
 }

@@ -3,43 +3,38 @@ import { createLogger } from '../otel/logger.ts';
 import { createMetrics, SECONDS_BUCKETS } from '../otel/metrics.ts';
 import { createObservabilityServer } from '../otel/observabilityServer.ts';
 import { startTracing } from '../otel/tracing.ts';
-import { AgentConfigError, loadAgentConfig } from './config.ts';
+import { formatHelp, parseCommandLine, SettingError } from '../protocol/settings.ts';
+import { VERSION } from '../protocol/version.ts';
+import { AGENT_SETTINGS, AgentConfigError, loadAgentConfig } from './config.ts';
 import { KasConnection } from './connection.ts';
 import { CapabilitySetupError, createExecutors } from './modules/index.ts';
 
-const VERSION = '0.1.0';
-
-const USAGE = `usage: agentk --kas-url ws://kas:8150 --token-file /path/token [--config agent.yaml]
-  env: AGENTK_KAS_URL, AGENTK_TOKEN_FILE, AGENTK_CONFIG, AGENTK_CA_FILE, AGENTK_OBSERVABILITY_LISTEN, AGENTK_WATCH_KEEPALIVE, POD_NAME`;
-
-function settingsFrom(argv: string[]): Record<string, string | undefined> {
-  const settings: Record<string, string | undefined> = { ...process.env };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--help' || !arg.startsWith('--')) throw new AgentConfigError(arg === '--help' ? '' : `unexpected argument ${arg}`);
-    const [flag, inline] = arg.slice(2).split(/=(.*)/s, 2);
-    const value = inline ?? argv[++i];
-    if (!flag || value === undefined) throw new AgentConfigError(`flag ${arg} needs a value`);
-    settings[`AGENTK_${flag.toUpperCase().replaceAll('-', '_')}`] = value;
-  }
-  return settings;
-}
+const HELP = {
+  usage: 'agentk --kas-url ws://kas:8150 --token-file /path/token [--config agent.yaml] [flags]',
+  about: 'The in-cluster agent: dials out to kas and serves its requests from the Prometheus and Kubernetes API named in agent.yaml.',
+  flags: [{ table: AGENT_SETTINGS }],
+};
 
 export async function main(argv: string[]): Promise<number> {
   let config;
   try {
-    config = loadAgentConfig(settingsFrom(argv));
+    const line = parseCommandLine(argv, process.env, { flags: HELP.flags, command: 'agentk' });
+    if (line.help || line.version) {
+      process.stdout.write(line.help ? formatHelp(HELP) : `agentk ${VERSION}\n`);
+      return 0;
+    }
+    config = loadAgentConfig(line.settings, line.fromFlags);
   } catch (error) {
-    if (!(error instanceof AgentConfigError)) throw error;
-    process.stderr.write(error.message ? `agentk: ${error.message}\n\n${USAGE}\n` : `${USAGE}\n`);
-    return error.message ? 2 : 0;
+    if (!(error instanceof AgentConfigError || error instanceof SettingError)) throw error;
+    process.stderr.write(`agentk: ${error.message}\n`);
+    return 2;
   }
   const log = createLogger('agentk').child({ replica: config.replica });
   const tracing = await startTracing({ serviceName: 'agentk', instanceId: config.replica, version: VERSION, log });
 
   let executors;
   try {
-    executors = await createExecutors({ file: config.file, env: process.env, watchKeepaliveMs: config.watchKeepaliveMs, log });
+    executors = await createExecutors({ file: config.file, env: process.env, watchKeepaliveMs: config.watchKeepaliveMs, inClusterRoot: config.inClusterRoot, log });
   } catch (error) {
     if (!(error instanceof CapabilitySetupError)) throw error;
     process.stderr.write(`agentk: ${error.message}\n`);
@@ -75,7 +70,7 @@ export async function main(argv: string[]): Promise<number> {
     .createObservableCounter('agentk_reconnects', { description: 'Reconnection attempts to kas' })
     .addCallback((r) => r.observe(connection.reconnects));
 
-  const [host, port] = [config.observabilityListen.replace(/:\d+$/, ''), Number(config.observabilityListen.split(':').pop())];
+  const { host, port } = config.observabilityListen;
   const observability = createObservabilityServer(metrics, () => ({ ready: connection.connected, why: 'not connected' }));
   await new Promise<void>((resolve, reject) => observability.once('error', reject).listen(port, host, resolve));
 

@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CDPSession, Page } from 'playwright-core';
 import { launchBrowser } from '../test/support/browser.ts';
-import { makePod } from '../test/support/k8sSim.ts';
+import { makePod } from '../demo/k8sSim.ts';
 import { startDashboardStack } from '../test/dashboard/stack.ts';
 
 const PODS = Number(process.env.BENCH_PODS ?? 5_000);

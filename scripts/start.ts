@@ -1,24 +1,33 @@
-// `npm start`: a complete local kas in one command, no Redis. Starts one kas node, registers an
-// agent "local" (once: its token is kept in <data dir>/local-agent.token), runs agentk with it,
-// starts a Prometheus when one is on PATH (scraping kas and agentk) and a demo Kubernetes cluster
-// (the API server simulator, scripts/demoCluster.ts), issues a 24h API token and prints how to
-// use it. Ctrl-C or SIGTERM stops everything and exits 0.
+// `npm start`: a complete local kas in one command, no Redis. Starts one kas node with its API
+// port over TLS (a CA and a certificate for 127.0.0.1 and localhost made in <data dir>/tls/ on
+// first start, reused afterwards), registers an agent "local" (once: its token is kept in
+// <data dir>/local-agent.token), runs agentk with it, starts a Prometheus when one is on PATH
+// (scraping kas and agentk) and a demo Kubernetes cluster (the API server simulator,
+// demo/demoCluster.ts), issues a 24h API token, writes <data dir>/kubeconfig (the CA, the token,
+// a context per agent) and a promtool HTTP config, and prints how to use them with curl, promtool
+// and kubectl. Ctrl-C or SIGTERM stops everything and exits 0.
 //
-// Settings: the usual KAS_* variables (ports, KAS_DATA_DIR, LOG_LEVEL), AGENTK_OBSERVABILITY_LISTEN,
-// plus three of this script's own: PROMETHEUS_URL (use this Prometheus, start none),
-// PROMETHEUS_LISTEN (where the started one listens; default 127.0.0.1:9090, or a free port) and
-// AGENT_KUBECONFIG (let the agent reach the cluster of this kubeconfig instead of the demo one).
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+// Settings: the usual KAS_* variables (ports, KAS_DATA_DIR, LOG_LEVEL; KAS_API_TLS_* to serve
+// your own certificate), AGENTK_OBSERVABILITY_LISTEN, plus four of this script's own:
+// PLAIN_HTTP=1 (the API port speaks plain HTTP; kubectl then cannot send its token),
+// PROMETHEUS_URL (use this Prometheus, start none), PROMETHEUS_LISTEN (where the started one
+// listens; default 127.0.0.1:9090, or a free port) and AGENT_KUBECONFIG (let the agent reach the
+// cluster of this kubeconfig instead of the demo one).
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { DEMO_NAMESPACE, type DemoCluster, startDemoCluster } from './demoCluster.ts';
+import { DEMO_NAMESPACE, type DemoCluster, startDemoCluster } from '../demo/demoCluster.ts';
+import { ensureLocalTls } from './localTls.ts';
 import { findExecutable } from './which.ts';
 import { AgentTokenStore, registerAgent, revokeAgent } from '../server/auth/agentTokens.ts';
 import { loadSecret } from '../server/auth/secrets.ts';
 import { issueApiToken } from '../server/auth/tokens.ts';
+import { SettingError } from '../protocol/settings.ts';
 import { ConfigError, type HostPort, loadConfig, parseHostPort } from '../server/config.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -186,6 +195,70 @@ async function ensureAgentToken(tokensFile: string, tokenFile: string): Promise<
   return token;
 }
 
+/** GETs JSON with node's own client, which takes the local CA (fetch would need a dispatcher). */
+function getJson(url: string, token: string, ca: string | undefined): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolveGet, reject) => {
+    const client = url.startsWith('https:') ? https : http;
+    const req = client.get(url, { headers: { authorization: `Bearer ${token}` }, ...(ca ? { ca } : {}) }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => {
+        try {
+          resolveGet({ status: res.statusCode ?? 0, body: JSON.parse(text) });
+        } catch (error) {
+          reject(error as Error);
+        }
+      });
+    });
+    req.once('error', reject);
+  });
+}
+
+async function writePrivateFile(file: string, text: string): Promise<void> {
+  await writeFile(`${file}.tmp`, text, { mode: 0o600 });
+  await rename(`${file}.tmp`, file);
+}
+
+/** A kubeconfig with one context per registered agent, the local one current. JSON is valid YAML. */
+function kubeconfigFor(options: { apiUrl: string; agents: string[]; token: string; caPem: string | undefined; namespace: string }): string {
+  const clusters = options.agents.map((id) => ({
+    name: `kas-${id}`,
+    cluster: {
+      server: `${options.apiUrl}/api/v1/agents/${id}/kubernetes`,
+      ...(options.caPem ? { 'certificate-authority-data': Buffer.from(options.caPem).toString('base64') } : {}),
+    },
+  }));
+  const contexts = options.agents.map((id) => ({
+    name: id,
+    context: { cluster: `kas-${id}`, user: 'kas', ...(id === AGENT_ID ? { namespace: options.namespace } : {}) },
+  }));
+  const config = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters,
+    users: [{ name: 'kas', user: { token: options.token } }],
+    contexts,
+    'current-context': AGENT_ID,
+    preferences: {},
+  };
+  return `${JSON.stringify(config, null, 2)}\n`;
+}
+
+/**
+ * The promtool example: its TLS settings through --http.config.file where promtool has it
+ * (2.43 and later), else the CA through SSL_CERT_FILE (which Go reads) and the token as the
+ * Basic-auth password, which kas accepts as Prometheus tools send it.
+ */
+function promtoolLine(base: string, httpConfig: string, caFile: string | undefined): string {
+  const promtool = findExecutable('promtool');
+  const help = promtool ? spawnSync(promtool, ['query', 'instant', '--help'], { encoding: 'utf8', timeout: 5_000 }) : undefined;
+  if (!help || `${help.stdout}${help.stderr}`.includes('http.config.file')) {
+    return `  promtool query instant --http.config.file=${httpConfig} '${base}' up`;
+  }
+  const withToken = base.replace(/^(https?:\/\/)/, '$1kas:$TOKEN@');
+  return `  ${caFile ? `SSL_CERT_FILE=${caFile} ` : ''}promtool query instant "${withToken}" up`;
+}
+
 let prometheusDir: string | undefined;
 let demoCluster: DemoCluster | undefined;
 
@@ -195,6 +268,16 @@ async function main(): Promise<void> {
     say('ignoring KAS_REDIS_URL: npm start runs a single node without Redis');
     delete env.KAS_REDIS_URL;
   }
+  const dataDir = env.KAS_DATA_DIR!;
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  // The local CA serves the demo cluster, and the API port unless told otherwise.
+  const localTls = await ensureLocalTls(join(dataDir, 'tls'));
+  if (localTls.made !== 'nothing') say(`made ${localTls.made === 'server certificate' ? 'a new server certificate' : 'a local CA and a server certificate'} in ${join(dataDir, 'tls')}`);
+  const plainHttp = /^(1|true|yes|on)$/i.test(env.PLAIN_HTTP ?? '');
+  const ownCertificate = Boolean(env.KAS_API_TLS_CERT_FILE || env.KAS_API_TLS_KEY_FILE);
+  const localCa = !plainHttp && !ownCertificate;
+  if (localCa) Object.assign(env, { KAS_API_TLS_CERT_FILE: localTls.certFile, KAS_API_TLS_KEY_FILE: localTls.keyFile });
+  if (plainHttp && ownCertificate) throw new StartError('PLAIN_HTTP=1 and KAS_API_TLS_* contradict each other: unset one');
   const childEnv = { ...env, LOG_LEVEL: env.LOG_LEVEL ?? 'warn' };
   const config = loadConfig(env);
   const agentkObservability = parseHostPort(env.AGENTK_OBSERVABILITY_LISTEN ?? '127.0.0.1:8181', 'AGENTK_OBSERVABILITY_LISTEN');
@@ -205,7 +288,6 @@ async function main(): Promise<void> {
   await requirePort(config.observabilityListen, 'KAS_OBSERVABILITY_LISTEN', 'kas metrics and health');
   await requirePort(agentkObservability, 'AGENTK_OBSERVABILITY_LISTEN', "agentk's metrics and health");
 
-  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const tokenFile = join(config.dataDir, `${AGENT_ID}-agent.token`);
   const agentConfigFile = join(config.dataDir, 'agent.yaml');
   const apiUrl = `${config.apiTls ? 'https' : 'http'}://${reachable(config.apiListen)}`;
@@ -249,7 +331,7 @@ async function main(): Promise<void> {
   let kubeconfig = env.AGENT_KUBECONFIG ? resolve(env.AGENT_KUBECONFIG) : undefined;
   if (!kubeconfig) {
     kubeconfig = join(config.dataDir, 'demo-kubeconfig');
-    demoCluster = await startDemoCluster(kubeconfig);
+    demoCluster = await startDemoCluster(kubeconfig, localTls);
   }
   const agentConfig = [
     '# written by npm start; PROMETHEUS_URL and AGENT_KUBECONFIG choose what the agent reaches',
@@ -273,9 +355,10 @@ async function main(): Promise<void> {
     [...guard, join(ROOT, 'bin/agentk.ts'), '--kas-url', `${config.agentTls ? 'wss' : 'ws'}://${reachable(config.agentListen)}`, '--token-file', tokenFile, '--config', agentConfigFile],
     { ...childEnv, AGENTK_OBSERVABILITY_LISTEN: `${agentkObservability.host}:${agentkObservability.port}` },
   );
+  const apiCa = localCa ? localTls.caPem : undefined;
   await waitUntil(`agent ${AGENT_ID} to connect`, agentk, 30_000, async () => {
-    const res = await fetch(`${apiUrl}/api/v1/agents/${AGENT_ID}`, { headers: { authorization: `Bearer ${token}` } });
-    return res.ok && ((await res.json()) as { replicas: unknown[] }).replicas.length > 0;
+    const res = await getJson(`${apiUrl}/api/v1/agents/${AGENT_ID}`, token, apiCa);
+    return res.status === 200 && (res.body as { replicas: unknown[] }).replicas.length > 0;
   });
   if (ownPrometheus) {
     // So the first query already has data: the first scrape lands within one interval.
@@ -288,13 +371,35 @@ async function main(): Promise<void> {
   const base = `${apiUrl}/api/v1/agents/${AGENT_ID}/prometheus`;
   const kubernetesBase = `${apiUrl}/api/v1/agents/${AGENT_ID}/kubernetes`;
   const namespace = demoCluster ? DEMO_NAMESPACE : 'default';
-  const hostPart = apiUrl.replace(/^https?:\/\//, '');
+
+  // For promtool: the token from a file and the CA (promtool takes TLS settings only this way).
+  const apiTokenFile = join(config.dataDir, 'api-token');
+  const promtoolConfig = join(config.dataDir, 'promtool-http.yml');
+  await writePrivateFile(apiTokenFile, `${token}\n`);
+  const promtoolLines = [
+    '# written by npm start: promtool query … --http.config.file=<this file>',
+    'authorization:',
+    '  type: Bearer',
+    `  credentials_file: ${JSON.stringify(apiTokenFile)}`,
+    ...(localCa ? ['tls_config:', `  ca_file: ${JSON.stringify(localTls.caFile)}`] : []),
+    '',
+  ];
+  await writePrivateFile(promtoolConfig, promtoolLines.join('\n'));
+  // For kubectl: a context per registered agent (kubectl sends its token over https only).
+  const kubeconfigFile = join(config.dataDir, 'kubeconfig');
+  if (!plainHttp) {
+    const store = JSON.parse(await readFile(config.agentTokensFile, 'utf8')) as { agents: Record<string, unknown> };
+    const agents = [AGENT_ID, ...Object.keys(store.agents).filter((id) => id !== AGENT_ID).sort()];
+    await writePrivateFile(kubeconfigFile, kubeconfigFor({ apiUrl, agents, token, caPem: apiCa, namespace }));
+  }
+
+  const cacert = localCa ? ` --cacert ${localTls.caFile}` : '';
   const lines = [
     '',
     `kas is running: one node, data in ${config.dataDir}`,
     '',
-    `  API        ${apiUrl}`,
-    `  dashboard  ${apiUrl}/   (paste the token)`,
+    `  API        ${apiUrl}${localCa ? `   (TLS; its CA is ${localTls.caFile})` : ''}`,
+    `  dashboard  ${apiUrl}/   (paste the token${localCa ? '; trust the CA above or accept the warning' : ''})`,
     `  agent      ${AGENT_ID}, connected${prometheusUrl ? `; its Prometheus is ${prometheusUrl}` : ', no Prometheus'}`,
     demoCluster
       ? `  cluster    a demo Kubernetes cluster (simulated, at ${demoCluster.url}); AGENT_KUBECONFIG=~/.kube/config npm start for yours`
@@ -306,14 +411,24 @@ async function main(): Promise<void> {
     '',
     'Try it:',
     '',
-    `  curl -H "Authorization: Bearer $TOKEN" '${base}/api/v1/query?query=up'`,
-    `  promtool query instant "${apiUrl.startsWith('https') ? 'https' : 'http'}://kas:$TOKEN@${hostPart}/api/v1/agents/${AGENT_ID}/prometheus" up`,
-    `  curl -H "Authorization: Bearer $TOKEN" '${kubernetesBase}/api/v1/namespaces/${namespace}/pods'`,
-    `  curl -N -H "Authorization: Bearer $TOKEN" '${kubernetesBase}/api/v1/namespaces/${namespace}/configmaps?watch=1'${demoCluster ? '   # a change every 5 s' : ''}`,
-    '',
-    '(kubectl sends its token over https only: see "Kubernetes" in README.md for kas with TLS.)',
+    `  curl${cacert} -H "Authorization: Bearer $TOKEN" '${base}/api/v1/query?query=up'`,
+    promtoolLine(base, promtoolConfig, localCa ? localTls.caFile : undefined),
+    `  curl${cacert} -H "Authorization: Bearer $TOKEN" '${kubernetesBase}/api/v1/namespaces/${namespace}/pods'`,
+    `  curl${cacert} -N -H "Authorization: Bearer $TOKEN" '${kubernetesBase}/api/v1/namespaces/${namespace}/configmaps?watch=1'${demoCluster ? '   # a change every 5 s' : ''}`,
     '',
   ];
+  if (plainHttp) {
+    lines.push('(PLAIN_HTTP is set: kubectl sends its token over https only, so it cannot be used; unset it for kubectl.)', '');
+  } else {
+    lines.push(
+      `kubectl, with a context per agent in ${kubeconfigFile}:`,
+      '',
+      `  KUBECONFIG=${kubeconfigFile} kubectl get pods -A`,
+      `  KUBECONFIG=${kubeconfigFile} kubectl get pods -w${demoCluster ? `   # namespace ${DEMO_NAMESPACE}` : ''}`,
+      ...(demoCluster ? [`  KUBECONFIG=${kubeconfigFile} kubectl logs -f worker-0   # a line every 5 s`] : []),
+      '',
+    );
+  }
   if (!prometheusUrl) {
     lines.push(
       'No prometheus binary is on PATH, so the agent has no Prometheus to reach: queries wait',
@@ -332,7 +447,7 @@ async function main(): Promise<void> {
 process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
 main().catch((error: Error) => {
-  if (error instanceof StartError || error instanceof ConfigError) say(error.message);
+  if (error instanceof StartError || error instanceof ConfigError || error instanceof SettingError) say(error.message);
   else say(`failed: ${error.stack ?? error.message}`);
   void shutdown(1);
 });

@@ -1,110 +1,189 @@
-// Every kas setting, its default and its parsing, in one place. After loadConfig the result is
-// read-only; nothing else reads process.env for kas settings.
+// Every kas setting, in one table: its variable, flag, default, meaning and parsing. `kas serve`
+// reads its flags and environment through it and `--help` is written from it; after loadConfig
+// the result is read-only. Nothing else reads process.env for kas settings. A new setting is one
+// entry here (its field appears in KasConfig by itself).
 import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
-import { parseDuration } from '../protocol/durations.ts';
+import { join } from 'node:path';
+import {
+  declareSettings,
+  duration,
+  type HostPort,
+  hostPort,
+  path,
+  positiveInteger,
+  type RawSettings,
+  readSettings,
+  SettingError,
+  type SettingValues,
+  text,
+  url,
+} from '../protocol/settings.ts';
 
-export interface HostPort {
-  host: string;
-  port: number;
+export type { HostPort };
+
+/** Settings as environment variable names; flags (`--redis-url`) map onto the same names. */
+export type Settings = RawSettings;
+
+/** A problem with what the settings point at (a missing secret file), not with their text. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
 }
 
-export interface KasConfig {
-  readonly agentListen: HostPort;
-  readonly apiListen: HostPort;
-  readonly privateListen: HostPort;
-  readonly privateUrl: string;
-  readonly observabilityListen: HostPort;
-  readonly redisUrl: string | undefined;
-  readonly dataDir: string;
-  readonly apiSecretFile: string;
-  readonly privateSecretFile: string;
-  readonly agentTokensFile: string;
-  readonly routingTimeoutMs: number;
-  readonly requestTimeoutMs: number;
-  readonly drainTimeoutMs: number;
-  readonly apiTls: TlsFiles | undefined;
-  readonly agentTls: TlsFiles | undefined;
-  /** This node's name in membership, logs and `X-Kas-Node`. */
-  readonly nodeName: string;
-  readonly liveDelayMs: number;
-  readonly liveMaxSeries: number;
-  readonly liveMaxSubscriptions: number;
-  readonly traceUiUrl: string | undefined;
+/** A loopback-reachable host:port for a listener bound to `value` (0.0.0.0 → 127.0.0.1). */
+function reachable(value: string | undefined): string {
+  const parsed = value === undefined ? undefined : hostPort.parse(value);
+  if (!parsed) return value ?? '';
+  const host = parsed.host === '0.0.0.0' || parsed.host === '::' ? '127.0.0.1' : parsed.host;
+  return `${host.includes(':') ? `[${host}]` : host}:${parsed.port}`;
 }
+
+const inDataDir = (file: string) => ({
+  shown: `<data dir>/${file}`,
+  compute: (earlier: RawSettings) => join(earlier.KAS_DATA_DIR!, file),
+});
+
+export const KAS_SETTINGS = declareSettings('KAS_', {
+  agentListen: {
+    env: 'KAS_AGENT_LISTEN',
+    default: '0.0.0.0:8150',
+    kind: hostPort,
+    description: 'socket.io (WebSocket only) for agents; the only port exposed to clusters',
+  },
+  apiListen: {
+    env: 'KAS_API_LISTEN',
+    default: '127.0.0.1:8153',
+    kind: hostPort,
+    description: 'HTTP API for Rails, the dashboard, kubectl and Prometheus clients',
+  },
+  privateListen: { env: 'KAS_PRIVATE_LISTEN', default: '127.0.0.1:8155', kind: hostPort, description: 'kas-to-kas forwarding' },
+  privateUrl: {
+    env: 'KAS_PRIVATE_URL',
+    default: { shown: 'http://<KAS_PRIVATE_LISTEN>', compute: (earlier) => `http://${reachable(earlier.KAS_PRIVATE_LISTEN)}` },
+    kind: url(['http', 'https'], 'http://kas-0.kas:8155'),
+    description: 'how other nodes reach this one',
+  },
+  observabilityListen: {
+    env: 'KAS_OBSERVABILITY_LISTEN',
+    default: '127.0.0.1:8151',
+    kind: hostPort,
+    description: '/metrics, /liveness, /readiness',
+  },
+  redisUrl: {
+    env: 'KAS_REDIS_URL',
+    kind: url(['redis', 'rediss'], 'redis://redis:6379'),
+    description: 'the Redis all nodes of a cluster share; unset = a single node',
+  },
+  dataDir: {
+    env: 'KAS_DATA_DIR',
+    default: './.kas',
+    kind: path,
+    description: 'where a single node keeps generated secrets and the agent token store',
+  },
+  apiSecretFile: {
+    env: 'KAS_API_SECRET_FILE',
+    default: inDataDir('api-secret'),
+    kind: path,
+    description: 'base64 of >= 32 random bytes; signs API tokens (HS256)',
+  },
+  privateSecretFile: {
+    env: 'KAS_PRIVATE_SECRET_FILE',
+    default: inDataDir('private-secret'),
+    kind: path,
+    description: 'same form; signs kas-to-kas requests; shared by all nodes',
+  },
+  agentTokensFile: {
+    env: 'KAS_AGENT_TOKENS_FILE',
+    default: inDataDir('agents.json'),
+    kind: path,
+    description: 'agent ids with token hashes; re-read on change and on SIGHUP',
+  },
+  routingTimeoutMs: {
+    env: 'KAS_ROUTING_TIMEOUT',
+    default: '20s',
+    kind: duration,
+    description: 'how long a request waits for a replica of its agent to be connected',
+  },
+  requestTimeoutMs: { env: 'KAS_REQUEST_TIMEOUT', default: '60s', kind: duration, description: 'bound on a non-watch request' },
+  drainTimeoutMs: {
+    env: 'KAS_DRAIN_TIMEOUT',
+    default: '30s',
+    kind: duration,
+    description: 'on SIGTERM: how long in-flight requests may finish',
+  },
+  liveDelayMs: {
+    env: 'KAS_LIVE_DELAY',
+    default: '1s',
+    kind: duration,
+    description: "how long after a step's time its point is evaluated (live graphs)",
+  },
+  liveMaxSeries: { env: 'KAS_LIVE_MAX_SERIES', default: '1000', kind: positiveInteger, description: 'series one live graph may have' },
+  liveMaxSubscriptions: {
+    env: 'KAS_LIVE_MAX_SUBSCRIPTIONS',
+    default: '1000',
+    kind: positiveInteger,
+    description: 'distinct live graphs one node serves (429 beyond)',
+  },
+  traceUiUrl: {
+    env: 'KAS_TRACE_UI_URL',
+    kind: url(['http', 'https'], 'http://jaeger:16686/trace/{traceId}', (value) => value.includes('{traceId}')),
+    description: 'the dashboard links trace ids to this URL, {traceId} replaced (Jaeger, Tempo)',
+  },
+  apiTlsCertFile: {
+    env: 'KAS_API_TLS_CERT_FILE',
+    kind: path,
+    description: 'PEM certificate (chain) of the API port; with the key, it serves HTTPS only; re-read on change and on SIGHUP',
+  },
+  apiTlsKeyFile: { env: 'KAS_API_TLS_KEY_FILE', kind: path, description: "PEM private key of the API port's certificate" },
+  agentTlsCertFile: {
+    env: 'KAS_AGENT_TLS_CERT_FILE',
+    kind: path,
+    description: "PEM certificate of the agents' port; with the key, agents connect with wss://; re-read on change and on SIGHUP",
+  },
+  agentTlsKeyFile: { env: 'KAS_AGENT_TLS_KEY_FILE', kind: path, description: "PEM private key of the agents' port's certificate" },
+  nodeName: {
+    env: 'KAS_NODE_NAME',
+    default: { shown: '<host name>-<pid>', compute: () => `${hostname()}-${process.pid}` },
+    kind: text,
+    description: "this node's name in membership, logs, traces and X-Kas-Node",
+  },
+});
+
+export type KasSettingName = keyof typeof KAS_SETTINGS & string;
 
 export interface TlsFiles {
   certFile: string;
   keyFile: string;
 }
 
-/** Settings as environment variable names; flags (`--redis-url`) map onto the same names. */
-export type Settings = Record<string, string | undefined>;
+export type KasConfig = SettingValues<typeof KAS_SETTINGS> & {
+  /** Both TLS files of the API port, when it serves HTTPS. */
+  readonly apiTls: TlsFiles | undefined;
+  /** Both TLS files of the agents' port, when it serves wss://. */
+  readonly agentTls: TlsFiles | undefined;
+};
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
-
-export function parseHostPort(value: string, setting: string): HostPort {
-  const match = /^(.*):(\d{1,5})$/.exec(value);
-  const port = match ? Number(match[2]) : NaN;
-  if (!match || port > 65535) {
-    throw new ConfigError(`${setting}=${value} is not host:port (for example 127.0.0.1:8153)`);
-  }
-  const host = match[1]!.replace(/^\[(.*)\]$/, '$1');
-  return { host: host === '' ? '0.0.0.0' : host, port };
-}
-
-function duration(settings: Settings, name: string, fallback: string): number {
-  const value = settings[name] ?? fallback;
-  const ms = parseDuration(value);
-  if (ms === undefined) throw new ConfigError(`${name}=${value} is not a duration such as 500ms, 20s, 5m or 1h`);
-  return ms;
-}
-
-function count(settings: Settings, name: string, fallback: number): number {
-  const raw = settings[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1) throw new ConfigError(`${name}=${raw} is not a whole number of at least 1`);
-  return Number(raw);
-}
-
-function tls(settings: Settings, prefix: string): TlsFiles | undefined {
-  const certFile = settings[`${prefix}_CERT_FILE`];
-  const keyFile = settings[`${prefix}_KEY_FILE`];
+function tlsPair(certFile: string | undefined, keyFile: string | undefined, prefix: string): TlsFiles | undefined {
   if (!certFile && !keyFile) return undefined;
-  if (!certFile || !keyFile) throw new ConfigError(`${prefix}_CERT_FILE and ${prefix}_KEY_FILE must be set together`);
+  if (!certFile || !keyFile) throw new SettingError(`${prefix}_CERT_FILE and ${prefix}_KEY_FILE must be set together`);
   return { certFile, keyFile };
 }
 
-export function loadConfig(settings: Settings): KasConfig {
-  const dataDir = resolve(settings.KAS_DATA_DIR ?? './.kas');
-  const privateListen = parseHostPort(settings.KAS_PRIVATE_LISTEN ?? '127.0.0.1:8155', 'KAS_PRIVATE_LISTEN');
-  const privateHost = privateListen.host === '0.0.0.0' ? '127.0.0.1' : privateListen.host;
-  const redisUrl = settings.KAS_REDIS_URL || undefined;
+/**
+ * The node's settings, defaulted and frozen. `fromFlags` names the settings that came from
+ * flags, so that an error names the flag the user typed rather than the variable.
+ */
+export function loadConfig(settings: Settings, fromFlags?: ReadonlySet<string>): KasConfig {
+  const values = readSettings(KAS_SETTINGS, settings, fromFlags);
   return Object.freeze({
-    agentListen: parseHostPort(settings.KAS_AGENT_LISTEN ?? '0.0.0.0:8150', 'KAS_AGENT_LISTEN'),
-    apiListen: parseHostPort(settings.KAS_API_LISTEN ?? '127.0.0.1:8153', 'KAS_API_LISTEN'),
-    privateListen,
-    privateUrl: (settings.KAS_PRIVATE_URL ?? `http://${privateHost}:${privateListen.port}`).replace(/\/+$/, ''),
-    observabilityListen: parseHostPort(
-      settings.KAS_OBSERVABILITY_LISTEN ?? '127.0.0.1:8151',
-      'KAS_OBSERVABILITY_LISTEN',
-    ),
-    redisUrl,
-    dataDir,
-    apiSecretFile: resolve(settings.KAS_API_SECRET_FILE ?? join(dataDir, 'api-secret')),
-    privateSecretFile: resolve(settings.KAS_PRIVATE_SECRET_FILE ?? join(dataDir, 'private-secret')),
-    agentTokensFile: resolve(settings.KAS_AGENT_TOKENS_FILE ?? join(dataDir, 'agents.json')),
-    routingTimeoutMs: duration(settings, 'KAS_ROUTING_TIMEOUT', '20s'),
-    requestTimeoutMs: duration(settings, 'KAS_REQUEST_TIMEOUT', '60s'),
-    drainTimeoutMs: duration(settings, 'KAS_DRAIN_TIMEOUT', '30s'),
-    apiTls: tls(settings, 'KAS_API_TLS'),
-    agentTls: tls(settings, 'KAS_AGENT_TLS'),
-    nodeName: settings.KAS_NODE_NAME ?? `${hostname()}-${process.pid}`,
-    liveDelayMs: duration(settings, 'KAS_LIVE_DELAY', '1s'),
-    liveMaxSeries: count(settings, 'KAS_LIVE_MAX_SERIES', 1000),
-    liveMaxSubscriptions: count(settings, 'KAS_LIVE_MAX_SUBSCRIPTIONS', 1000),
-    traceUiUrl: settings.KAS_TRACE_UI_URL || undefined,
+    ...values,
+    apiTls: tlsPair(values.apiTlsCertFile, values.apiTlsKeyFile, 'KAS_API_TLS'),
+    agentTls: tlsPair(values.agentTlsCertFile, values.agentTlsKeyFile, 'KAS_AGENT_TLS'),
   });
+}
+
+/** One host:port setting outside the table (npm start's own), with the table's error. */
+export function parseHostPort(value: string, setting: string): HostPort {
+  const parsed = hostPort.parse(value);
+  if (!parsed) throw new SettingError(`${setting} ${JSON.stringify(value)} is not valid: expected ${hostPort.expected}`);
+  return parsed;
 }

@@ -1,7 +1,5 @@
 // `kas serve`: wires one node together from its parts and runs it until SIGTERM.
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import https from 'node:https';
 import { createShardedAdapter } from '@socket.io/redis-adapter';
 import type { Logger } from 'pino';
 import type { Server as IoServer } from 'socket.io';
@@ -11,10 +9,11 @@ import { createObservabilityServer } from '../otel/observabilityServer.ts';
 import { startTracing } from '../otel/tracing.ts';
 import { AgentTokenStore } from './auth/agentTokens.ts';
 import { loadSecret } from './auth/secrets.ts';
-import type { KasConfig, TlsFiles } from './config.ts';
+import type { KasConfig } from './config.ts';
 import { nodeBudget } from './fanout/hub.ts';
 import { createApiApp } from './http/apiApp.ts';
 import { close, listen } from './http/listen.ts';
+import { createServer, reloadTlsOnChange } from './http/tls.ts';
 import { createPrivateApp } from './http/privateApp.ts';
 import { createUiServer } from './http/ui.ts';
 import { UI_NAMESPACE } from '../protocol/ui.ts';
@@ -36,14 +35,6 @@ const REPLACEMENT_WAIT_MS = 10_000;
 export interface RunningKas {
   /** Drains (readiness off, agents asked to move, in-flight requests finish) and stops. */
   shutdown(): Promise<void>;
-}
-
-function tlsOptions(files: TlsFiles): https.ServerOptions {
-  return { cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) };
-}
-
-function createServer(tls: TlsFiles | undefined, handler?: http.RequestListener): http.Server | https.Server {
-  return tls ? https.createServer(tlsOptions(tls), handler) : http.createServer(handler);
 }
 
 export async function serve(config: KasConfig, log: Logger): Promise<RunningKas> {
@@ -99,6 +90,7 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
     createPrivateApp({ privateSecret, router, capabilities, maxTimeoutMs: config.requestTimeoutMs, log, lifecycle }),
   );
   const agentHttp = createServer(config.agentTls);
+  const stopTlsReload = reloadTlsOnChange({ servers: { api: apiServer, agent: agentHttp }, tokens, log });
 
   let membership: ClusterMembership | undefined;
   const io: IoServer = createAgentServer({
@@ -188,6 +180,7 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
       apiServer.closeAllConnections();
       privateServer.closeAllConnections();
       await Promise.all([closing, io.close().catch(() => undefined), uiIo.close().catch(() => undefined)]);
+      stopTlsReload();
       tokens.close();
       await Promise.all([redis?.pub.close(), redis?.sub.close()].map((p) => p?.catch(() => undefined)));
       observability.closeAllConnections();

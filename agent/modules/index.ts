@@ -26,6 +26,8 @@ export interface AgentCapabilitySetup {
   file: AgentFileConfig;
   env: Record<string, string | undefined>;
   watchKeepaliveMs: number;
+  /** Where the in-cluster service account lives (AGENTK_IN_CLUSTER_ROOT; `/` in a pod). */
+  inClusterRoot: string | undefined;
   log: Logger;
 }
 

@@ -19,6 +19,10 @@ if [ ! -s demo.token ]; then
   echo "registered agent demo"
 fi
 $KAS token issue --sub compose-user --agents demo --ttl 24h > api.token
-# The kas and agentk containers run as the image's user `node`.
+# Grafana's data source password (deploy/compose/grafana-datasources.yaml reads it at start).
+mkdir -p grafana
+$KAS token issue --sub grafana --agents demo --ttl 720h > grafana/api.token
+# The kas and agentk containers run as the image's user `node`, Grafana as uid 472.
 if [ "$(id -u)" = 0 ] && id node > /dev/null 2>&1; then chown -R node:node "$SHARED"; fi
+if [ "$(id -u)" = 0 ]; then chown -R 472 grafana; fi
 echo "an API token for agent demo, valid 24h: docker compose exec kas-1 cat /shared/api.token"

@@ -189,6 +189,11 @@ export class AgentTokenStore extends EventEmitter<{ revoked: [ids: string[]]; er
     return this.#byId.has(id);
   }
 
+  /** How many agents are registered. */
+  get size(): number {
+    return this.#byId.size;
+  }
+
   close(): void {
     this.#watcher?.close();
     clearTimeout(this.#reloadTimer);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { type BrowserHandle, launchBrowser, screenshot, type TabRecord } from '../support/browser.ts';
-import { makePod } from '../support/k8sSim.ts';
+import { makePod } from '../../demo/k8sSim.ts';
 import { type DashboardStack, startDashboardStack } from './stack.ts';
 
 let stack: DashboardStack;

@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KasCluster } from '../support/kas.ts';
-import { type KubeSim, makeDeployment, makePod, startKubeSim } from '../support/k8sSim.ts';
+import { type KubeSim, makeDeployment, makePod, startKubeSim } from '../../demo/k8sSim.ts';
 import { startPrometheus, type PrometheusServer } from '../support/prometheus.ts';
 import { makeTestPki } from '../support/tls.ts';
 

@@ -1,20 +1,27 @@
 // docker-compose.yml cannot be brought up here (no Docker daemon in CI), so what it is made of is
 // checked piece by piece: its init script really makes secrets and tokens that a two-node kas
-// cluster (Redis) configured with the compose file's own settings accepts; every setting it names
-// is one the programs read; every file it mounts exists; promtool accepts its Prometheus config;
-// agentk accepts its agent.yaml.
+// cluster (Redis) configured with the compose file's own settings accepts, Grafana's token
+// included (as a Basic-auth password, as Grafana sends it); every setting it names is one the
+// programs read, and each service's settings load; every kas and agentk sends traces to Jaeger and
+// the dashboard links to Jaeger's trace page; Grafana's data source is the kas passthrough; every
+// file it mounts exists; promtool accepts its Prometheus config; agentk accepts its agent.yaml; the
+// Dockerfile builds the dashboard in a stage of its own and runs as non-root with a HEALTHCHECK
+// whose command really tells a live kas from a dead one.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { loadAgentConfig } from '../../agent/config.ts';
+import { AGENT_SETTINGS, loadAgentConfig } from '../../agent/config.ts';
+import { parseCommandLine } from '../../protocol/settings.ts';
+import { loadConfig } from '../../server/config.ts';
 import { KAS_BIN, KasCluster } from '../support/kas.ts';
+import { freePort } from '../support/ports.ts';
 import { requireTool } from '../support/tools.ts';
 
 const run = promisify(execFile);
@@ -22,6 +29,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 interface Service {
   image?: string;
+  ports?: string[];
   build?: string;
   entrypoint?: string[];
   command?: string[];
@@ -29,6 +37,8 @@ interface Service {
   volumes?: string[];
   depends_on?: string[] | Record<string, unknown>;
 }
+
+let grafanaTokenPath: string | undefined;
 
 const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, Service> };
 const services = compose.services;
@@ -63,7 +73,103 @@ describe('docker-compose.yml', () => {
       }
     }
     const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
-    for (const [, source] of dockerfile.matchAll(/^COPY (\S+) /gm)) assert.ok(existsSync(join(ROOT, source!)), `Dockerfile copies ${source}`);
+    for (const [, source] of dockerfile.matchAll(/^COPY (?!--from=)(\S+) /gm)) assert.ok(existsSync(join(ROOT, source!)), `Dockerfile copies ${source}`);
+  });
+
+  test('every kas and agentk exports traces to Jaeger, and the dashboard links to its trace page', () => {
+    const jaeger = services.jaeger!;
+    assert.match(jaeger.image ?? '', /^jaegertracing\/all-in-one:/);
+    const published = (jaeger.ports ?? []).map((p) => p.split(':').slice(-2).join(':'));
+    assert.ok(published.includes('16686:16686'), 'the Jaeger UI is published');
+    const programs = Object.entries(services).filter(([, s]) => s.image === 'kas:dev' && s.entrypoint?.[0] !== '/bin/sh');
+    assert.deepEqual(programs.map(([name]) => name).sort(), ['agentk-1', 'agentk-2', 'kas-1', 'kas-2']);
+    for (const [name, service] of programs) {
+      assert.equal(service.environment?.OTEL_EXPORTER_OTLP_ENDPOINT, 'http://jaeger:4318', `${name} sends OTLP/HTTP to Jaeger`);
+      if (name.startsWith('kas')) {
+        const url = loadConfig({ ...service.environment, KAS_DATA_DIR: '/tmp/unused' }).traceUiUrl;
+        assert.equal(url, 'http://127.0.0.1:16686/trace/{traceId}', `${name}: a trace link opens Jaeger's trace page`);
+      }
+    }
+  });
+
+  test("each kas and agentk service's settings and command line load", async (t) => {
+    const volume = await mkdtemp(join(tmpdir(), 'kas-compose-settings-'));
+    t.after(() => rm(volume, { recursive: true, force: true }));
+    await writeFile(join(volume, 'demo.token'), 'kasat_from_the_init_script\n');
+    const shared = () => volume;
+    for (const [name, service] of Object.entries(services)) {
+      if (service.image !== 'kas:dev' || service.entrypoint?.[0] === '/bin/sh') continue;
+      const env = Object.fromEntries(Object.entries(service.environment ?? {}).map(([k, v]) => [k, v.replace('/shared', shared())]));
+      if (name.startsWith('kas')) {
+        const config = loadConfig(env);
+        assert.equal(config.apiListen.port, 8153, name);
+        assert.ok(config.redisUrl && config.privateUrl === `http://${name}:8155`, name);
+        assert.equal(config.nodeName, name);
+      } else {
+        const args = (service.command ?? []).map((a) => a.replace('/shared', shared()).replace('/etc/agentk/agent.yaml', join(ROOT, 'deploy/compose/agent.yaml')));
+        const line = parseCommandLine(args, env, { flags: [{ table: AGENT_SETTINGS }], command: 'agentk' });
+        const config = loadAgentConfig(line.settings, line.fromFlags);
+        assert.equal(config.replica, name);
+        assert.match(config.kasUrl, /^ws:\/\/kas-\d:8150$/);
+      }
+    }
+  });
+
+  test("Grafana's data source is the kas passthrough, its password a file the init script writes", () => {
+    const grafana = services.grafana!;
+    const mounts = new Map((grafana.volumes ?? []).map((v) => [v.split(':')[1]!, v.split(':')[0]!]));
+    const file = mounts.get('/etc/grafana/provisioning/datasources/kas.yaml');
+    assert.ok(file, 'a provisioned data source');
+    const { datasources } = parse(readFileSync(join(ROOT, file), 'utf8')) as { datasources: { type: string; url: string; basicAuth: boolean; secureJsonData: { basicAuthPassword: string } }[] };
+    assert.equal(datasources.length, 1);
+    const source = datasources[0]!;
+    assert.equal(source.type, 'prometheus');
+    const url = new URL(source.url);
+    const kas = services[url.hostname]!;
+    assert.equal(url.port, kas.environment!.KAS_API_LISTEN!.split(':').pop(), 'the API port of a kas service');
+    assert.equal(url.pathname, '/api/v1/agents/demo/prometheus');
+    assert.equal(source.basicAuth, true);
+    const password = /^\$__file\{(.+)\}$/.exec(source.secureJsonData.basicAuthPassword)?.[1];
+    assert.ok(password?.startsWith('/shared/') && mounts.get('/shared') === 'shared', 'read from the shared volume');
+    grafanaTokenPath = password!.slice('/shared/'.length);
+    const deps = Object.keys(grafana.depends_on ?? {});
+    assert.ok(deps.includes('init'), 'after the init script made the token');
+  });
+
+  test('the Dockerfile builds the dashboard in a build stage and ships a non-root runtime with a HEALTHCHECK', () => {
+    const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+    const stages = dockerfile.split(/^(?=FROM )/m).filter((s) => s.startsWith('FROM '));
+    assert.ok(stages.length >= 2, 'more than one stage');
+    const build = stages.find((s) => /^FROM \S+ AS build$/m.test(s));
+    assert.ok(build && /^RUN npm run build$/m.test(build), 'the build stage runs npm run build');
+    assert.match(build!, /^RUN npm ci --ignore-scripts$/m, 'with the dev dependencies');
+    const runtime = stages.at(-1)!;
+    assert.match(runtime, /^COPY --from=build \S+\/web\/dist \.\/web\/dist$/m, 'the built dashboard');
+    for (const [, source] of runtime.matchAll(/^COPY (?!--from)(\S+) /gm)) {
+      assert.ok(!/^(test|bench|web|scripts|demo|\.)$/.test(source!), `the runtime ships ${source}`);
+    }
+    assert.doesNotMatch(runtime, /npm (ci|install)(?!.*--omit=dev)/, 'no dev dependencies in the runtime');
+    const user = /^USER (\S+)$/m.exec(runtime)?.[1];
+    assert.ok(user && user !== 'root' && user !== '0', 'runs as non-root');
+    const healthcheck = /^HEALTHCHECK .*CMD \["node", "\/app\/(bin\/healthcheck\.ts)"\]$/m.exec(runtime);
+    assert.ok(healthcheck && existsSync(join(ROOT, healthcheck[1]!)), 'a HEALTHCHECK');
+    assert.match(readFileSync(join(ROOT, healthcheck[1]!), 'utf8'), /\/liveness/);
+  });
+
+  test("the HEALTHCHECK command is 0 for a live kas and 1 when nothing answers", async () => {
+    const cluster = await KasCluster.start();
+    try {
+      const obs = cluster.nodes[0]!.env.KAS_OBSERVABILITY_LISTEN!;
+      const healthy = await run(process.execPath, [join(ROOT, 'bin/healthcheck.ts')], { env: { ...process.env, KAS_OBSERVABILITY_LISTEN: obs } });
+      assert.equal(healthy.stdout, '');
+      const dead = `127.0.0.1:${await freePort()}`;
+      await assert.rejects(
+        run(process.execPath, [join(ROOT, 'bin/healthcheck.ts')], { env: { ...process.env, KAS_OBSERVABILITY_LISTEN: dead, AGENTK_OBSERVABILITY_LISTEN: dead } }),
+        (error: { code?: number }) => error.code === 1,
+      );
+    } finally {
+      await cluster.stop();
+    }
   });
 
   test('its Prometheus configuration passes promtool check config', async () => {
@@ -120,6 +226,13 @@ describe('docker-compose.yml', () => {
       assert.equal(res.status, 200);
       const body = (await res.json()) as { replicas: { capabilities?: string[] }[] };
       assert.equal(body.replicas.length, 1);
+
+      // Grafana's token, sent as Grafana sends it: the Basic-auth password.
+      assert.ok(grafanaTokenPath, 'the data source names the file');
+      const grafanaToken = readFileSync(join(shared, grafanaTokenPath), 'utf8').trim();
+      const basic = `Basic ${Buffer.from(`grafana:${grafanaToken}`).toString('base64')}`;
+      const viaBasic = await cluster.fetch(0, '/api/v1/agents/demo', { headers: { authorization: basic } });
+      assert.equal(viaBasic.status, 200);
     });
   });
 });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { KasCluster } from '../support/kas.ts';
-import { makePod, startKubeSim, type KubeSim, type RecordedRequest } from '../support/k8sSim.ts';
+import { makePod, startKubeSim, type KubeSim, type RecordedRequest } from '../../demo/k8sSim.ts';
 import { Proc, waitFor } from '../support/procs.ts';
 import { makeTestPki, type TestPki } from '../support/tls.ts';
 import { requireTool } from '../support/tools.ts';

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { KasCluster } from '../support/kas.ts';
-import { type KubeSim, startKubeSim } from '../support/k8sSim.ts';
+import { type KubeSim, startKubeSim } from '../../demo/k8sSim.ts';
 import { makeTestPki } from '../support/tls.ts';
 
 const WATCHES = 520;

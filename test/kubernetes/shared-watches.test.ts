@@ -18,7 +18,7 @@ import type { KasError } from '../../server/routing/errors.ts';
 import type { AgentRequest, AgentStream } from '../../server/routing/request.ts';
 import { ChunkQueue } from '../../server/tunnel/chunkQueue.ts';
 import { KasCluster } from '../support/kas.ts';
-import { type KubeSim, startKubeSim } from '../support/k8sSim.ts';
+import { type KubeSim, startKubeSim } from '../../demo/k8sSim.ts';
 import { waitFor } from '../support/procs.ts';
 import { makeTestPki } from '../support/tls.ts';
 

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startBalancer, type Balancer } from '../support/balancer.ts';
 import { KasCluster } from '../support/kas.ts';
-import { type KubeSim, makePod, startKubeSim } from '../support/k8sSim.ts';
+import { type KubeSim, makePod, startKubeSim } from '../../demo/k8sSim.ts';
 import { metricSum } from '../support/metrics.ts';
 import type { ExitStatus } from '../support/procs.ts';
 import { startFakeUpstream, type FakeUpstream } from '../support/upstream.ts';

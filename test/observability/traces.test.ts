@@ -14,7 +14,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KasCluster } from '../support/kas.ts';
-import { type KubeSim, makePod, startKubeSim } from '../support/k8sSim.ts';
+import { type KubeSim, makePod, startKubeSim } from '../../demo/k8sSim.ts';
 import { describeTree, type ExportedSpan, type OtlpReceiver, startOtlpReceiver } from '../support/otlp.ts';
 import { freePort } from '../support/ports.ts';
 import { makeTestPki } from '../support/tls.ts';

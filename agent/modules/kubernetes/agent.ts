@@ -2,7 +2,6 @@
 // the (already kas-checked) read to the API server with agentk's own credentials, from
 // @kubernetes/client-node's KubeConfig (in-cluster service account, or a kubeconfig context),
 // and streams the answer back untouched. Watches and followed logs stream as they arrive.
-import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { homedir } from 'node:os';
@@ -11,6 +10,7 @@ import { isWatch, readKubernetesPath } from '../../../protocol/kubernetes.ts';
 import type { TunnelRequest } from '../../../protocol/messages.ts';
 import { type UpstreamExecutor, UpstreamError, type UpstreamResponse } from '../../tunnel/serveRequest.ts';
 import type { AgentCapability } from '../index.ts';
+import { ClusterAccess } from './clusterAccess.ts';
 import { DEFAULT_KUBERNETES_POLICY, type KubernetesPolicy, policyRefusal } from './policy.ts';
 
 export interface KubernetesSettings {
@@ -23,7 +23,11 @@ export interface KubernetesSettings {
 export const WATCH_KEEPALIVE_MS = 30_000;
 
 /** Loads cluster access; the client library is loaded only by agents that use it (it is large). */
-export async function loadKubeConfig(settings: KubernetesSettings, env: Record<string, string | undefined>): Promise<KubeConfig> {
+export async function loadKubeConfig(
+  settings: KubernetesSettings,
+  env: Record<string, string | undefined>,
+  options: { /** Directory the in-cluster service-account files are under (AGENTK_IN_CLUSTER_ROOT). */ inClusterRoot?: string } = {},
+): Promise<KubeConfig> {
   const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
   const inCluster = settings.inCluster ?? (settings.kubeconfig === undefined && env.KUBERNETES_SERVICE_HOST !== undefined);
@@ -31,60 +35,28 @@ export async function loadKubeConfig(settings: KubernetesSettings, env: Record<s
     if (!env.KUBERNETES_SERVICE_HOST) {
       throw new Error('kubernetes.inCluster is true but KUBERNETES_SERVICE_HOST is not set: is agentk running in a pod?');
     }
-    kc.loadFromCluster();
+    const root = options.inClusterRoot?.replace(/\/+$/, '') ?? '';
+    kc.loadFromCluster(root);
   } else if (settings.kubeconfig) {
     kc.loadFromFile(settings.kubeconfig.replace(/^~(?=\/)/, homedir()));
   } else {
     kc.loadFromDefault();
   }
   if (settings.context) kc.setCurrentContext(settings.context);
-  if (!kc.getCurrentCluster()) {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) {
     throw new Error(`no cluster in the kubeconfig${settings.context ? ` for context ${settings.context}` : ''}; set kubernetes.kubeconfig and kubernetes.context`);
   }
+  if (!/^https?:\/\//.test(cluster.server)) throw new Error(`the cluster's server ${cluster.server} is neither http:// nor https://`);
   return kc;
 }
 
-/** One keep-alive agent per set of TLS credentials; a rotated client certificate gets a new one. */
-class AgentCache {
-  #key = '';
-  #agent: https.Agent | undefined;
-  get(options: https.RequestOptions): https.Agent {
-    const key = createHash('sha256')
-      .update(String(options.ca ?? ''))
-      .update('\0')
-      .update(String(options.cert ?? ''))
-      .update('\0')
-      .update(String(options.key ?? ''))
-      .update('\0')
-      .update(String(options.rejectUnauthorized ?? ''))
-      .update(String(options.servername ?? ''))
-      .digest('hex');
-    if (key !== this.#key || !this.#agent) {
-      this.#agent?.destroy();
-      this.#agent = new https.Agent({
-        keepAlive: true,
-        // No cap on connections: each watch or follow holds one for as long as it lives (HTTP/1.1),
-        // and a cap would leave every watch beyond it waiting, unanswered, for one to end.
-        ca: options.ca,
-        cert: options.cert,
-        key: options.key,
-        rejectUnauthorized: options.rejectUnauthorized,
-        servername: options.servername,
-      });
-      this.#key = key;
-    }
-    return this.#agent;
-  }
-}
-
-const plainAgent = new http.Agent({ keepAlive: true }); // uncapped, as above
-
-export const kubernetesExecutor: AgentCapability = async ({ file, env, watchKeepaliveMs, log }) => {
+export const kubernetesExecutor: AgentCapability = async ({ file, env, watchKeepaliveMs, inClusterRoot, log }) => {
   if (!file.kubernetes && !env.KUBERNETES_SERVICE_HOST) {
     log.info('no kubernetes section in the agent config and not in a pod: the kubernetes capability is off');
     return undefined;
   }
-  const kc = await loadKubeConfig(file.kubernetes ?? {}, env);
+  const kc = await loadKubeConfig(file.kubernetes ?? {}, env, { inClusterRoot });
   const policy = file.policy?.kubernetes ?? DEFAULT_KUBERNETES_POLICY;
   log.info({ server: kc.getCurrentCluster()?.server, policy }, 'kubernetes capability on');
   return kubernetesUpstream(kc, policy, { keepaliveMs: watchKeepaliveMs });
@@ -95,31 +67,17 @@ export function kubernetesUpstream(
   policy: KubernetesPolicy,
   options: { keepaliveMs?: number } = {},
 ): UpstreamExecutor {
-  const cache = new AgentCache();
+  const access = new ClusterAccess(kc);
   const keepaliveMs = options.keepaliveMs ?? WATCH_KEEPALIVE_MS;
   return async (request: TunnelRequest, signal: AbortSignal): Promise<UpstreamResponse> => {
     const refusal = policyRefusal(policy, request.method, request.path);
     if (refusal) throw new UpstreamError('policy_denied', refusal);
 
-    const cluster = kc.getCurrentCluster()!;
-    const base = new URL(cluster.server);
-    const url = new URL(base);
-    url.pathname = base.pathname.replace(/\/+$/, '') + request.path;
-    url.search = request.query;
-    // Credentials are read per request, so rotated token files and certificates take effect.
-    const auth: https.RequestOptions = {};
-    await kc.applyToHTTPSOptions(auth);
-    const headers: http.OutgoingHttpHeaders = { ...request.headers, ...(auth.headers as http.OutgoingHttpHeaders | undefined) };
-    const secure = url.protocol === 'https:';
-
+    const url = access.url(request.path, request.query);
+    const { agent, headers: credentials, auth } = await access.requestOptions();
+    const headers: http.OutgoingHttpHeaders = { ...request.headers, ...credentials };
     const incoming = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      const outgoing = (secure ? https : http).request(url, {
-        method: request.method,
-        headers,
-        auth: auth.auth,
-        agent: secure ? cache.get(auth) : plainAgent,
-        signal,
-      });
+      const outgoing = (url.protocol === 'https:' ? https : http).request(url, { method: request.method, headers, auth, agent, signal });
       outgoing.on('response', resolve);
       outgoing.on('error', reject);
       outgoing.end();

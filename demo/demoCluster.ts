@@ -1,10 +1,10 @@
 // The demo Kubernetes cluster of `npm start`: the API server simulator the tests use
-// (test/support/k8sSim.ts), on a loopback port, with a namespace `demo` that keeps changing (a
+// (demo/k8sSim.ts), on a loopback port, with a namespace `demo` that keeps changing (a
 // ConfigMap beats every few seconds, a worker pod logs a line each time), so lists, watches and
 // `logs -f` through kas show something live without a real cluster.
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { type KubeSim, makeDeployment, makePod, startKubeSim } from '../test/support/k8sSim.ts';
+import { type KubeSim, makeDeployment, makePod, startKubeSim } from './k8sSim.ts';
 
 export const DEMO_NAMESPACE = 'demo';
 const BEAT_MS = 5_000;
@@ -28,10 +28,13 @@ function seed(sim: KubeSim): void {
   api.appendLog(DEMO_NAMESPACE, 'worker-0', 'worker started');
 }
 
-/** Starts the demo cluster and writes a kubeconfig for it (plain HTTP, a random token) to `kubeconfigFile`. */
-export async function startDemoCluster(kubeconfigFile: string): Promise<DemoCluster> {
+/**
+ * Starts the demo cluster over HTTPS with this certificate (for 127.0.0.1) and writes a
+ * kubeconfig for it (its CA, a random token) to `kubeconfigFile`.
+ */
+export async function startDemoCluster(kubeconfigFile: string, tls: { certFile: string; keyFile: string; caFile: string }): Promise<DemoCluster> {
   const token = randomBytes(24).toString('base64url');
-  const sim = await startKubeSim({ token });
+  const sim = await startKubeSim({ token, tls });
   seed(sim);
   let beat = 0;
   const timer = setInterval(() => {
@@ -40,10 +43,8 @@ export async function startDemoCluster(kubeconfigFile: string): Promise<DemoClus
     sim.api.appendLog(DEMO_NAMESPACE, 'worker-0', `processed batch ${beat}`);
   }, BEAT_MS);
   timer.unref();
-  const config = JSON.parse(sim.kubeconfig({ namespace: DEMO_NAMESPACE })) as { clusters: { cluster: Record<string, unknown> }[] };
-  // Plain HTTP on loopback: client-node sends the token over http only with this set.
-  config.clusters[0]!.cluster['insecure-skip-tls-verify'] = true;
-  await writeFile(kubeconfigFile, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  // Over HTTPS, as kubectl and agentk send credentials to no http:// server.
+  await writeFile(kubeconfigFile, `${sim.kubeconfig({ namespace: DEMO_NAMESPACE, caFile: tls.caFile })}\n`, { mode: 0o600 });
   return {
     url: sim.url,
     stop: async () => {

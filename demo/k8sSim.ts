@@ -1,8 +1,9 @@
 /**
- * An in-process Kubernetes API server simulator for tests: real clients (kubectl, client-go,
- * @kubernetes/client-node) talk to it over HTTP or HTTPS as they would to kube-apiserver.
+ * An in-process Kubernetes API server simulator, for the tests and for `npm start`'s demo cluster
+ * (demo/demoCluster.ts): real clients (kubectl, client-go, @kubernetes/client-node) talk to it
+ * over HTTP or HTTPS as they would to kube-apiserver.
  *
- * Faithful (checked against kubectl and @kubernetes/client-node in k8sSim.test.ts):
+ * Faithful (checked against kubectl and @kubernetes/client-node in test/support/k8sSim.test.ts):
  * - Bearer token authentication on every path; anything else gets 401 with a Status body.
  * - Discovery: /version, /api, /apis, /apis/apps, /api/v1, /apis/apps/v1 (APIVersions,
  *   APIGroupList, APIGroup, APIResourceList with singular names, short names, categories, verbs,
@@ -42,8 +43,9 @@
  *   which do no validation, admission, defaulting beyond metadata and a few status fields,
  *   optimistic concurrency or graceful deletion. Missing namespaces are created on demand
  *   (option autoCreateNamespaces) and deleting a namespace deletes its contents immediately.
- * - No authorization (RBAC), impersonation, audit, priority and fairness, or anonymous access:
- *   the one token (changeable with api.setToken) may do everything.
+ * - No authorization (RBAC), impersonation, audit, or priority and fairness: the one token
+ *   (changeable with api.setToken) may do everything, and so may anonymous requests when the
+ *   option `anonymous` allows them.
  * - JSON only: no protobuf, YAML or CBOR. HTTP/1.1 only (kube-apiserver also speaks HTTP/2).
  * - No OpenAPI documents: /openapi/v2 and /openapi/v3 are 404 (kubectl explain and server-side
  *   validation of writes do not work; get, logs and watch do not need them).
@@ -109,6 +111,12 @@ export interface KubeSimOptions {
   tls?: { certFile: string; keyFile: string };
   /** The only bearer token accepted. */
   token: string;
+  /**
+   * Also serve requests that carry no Authorization header, as a server with anonymous access
+   * allowed does (or one behind `kubectl proxy`): kubectl and agentk send no credentials over
+   * plain http. A wrong token is still 401. Default false.
+   */
+  anonymous?: boolean;
   /** Port to listen on (127.0.0.1); default an ephemeral one. */
   port?: number;
   /** Interval between BOOKMARK events of watches that allow them. Default 60 s as kube-apiserver. */
@@ -1065,7 +1073,7 @@ export async function startKubeSim(options: KubeSimOptions): Promise<KubeSim> {
       query: url.search.replace(/^\?/, ''),
       params: url.searchParams,
       headers: req.headers,
-      authorized: req.headers.authorization === `Bearer ${token}`,
+      authorized: req.headers.authorization === `Bearer ${token}` || (options.anonymous === true && req.headers.authorization === undefined),
       watch: boolParam(url.searchParams, 'watch') || /^\/apis?\/(?:[^/]+\/)?v1\/watch\//.test(url.pathname),
       at: new Date(),
     };
