@@ -1,18 +1,40 @@
-// The bench's baseline hop: the plainest reverse proxy a team would put in front of Prometheus,
-// express with http-proxy-middleware and keep-alive to the upstream. No auth, no checks.
+// The bench's reference hops in front of Prometheus, what a team would put there themselves:
+//
+//   PROXY_KIND=minimal   a node:http reverse proxy: forward the request, pipe the answer (the
+//                        yardstick: the simplest thing that works)
+//   PROXY_KIND=express   express with http-proxy-middleware (a common choice; slower itself)
+//
+// Keep-alive to the upstream; no auth, no checks.
 import http from 'node:http';
 import express from 'express';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 
 const target = process.env.PROXY_TARGET;
 if (!target) throw new Error('set PROXY_TARGET to the Prometheus URL');
+const upstream = new URL(target);
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
-const app = express();
-app.disable('x-powered-by');
-app.set('etag', false);
-app.use(createProxyMiddleware({ target, agent: new http.Agent({ keepAlive: true, maxSockets: 256 }) }));
+function minimal(): http.Server {
+  return http.createServer((req, res) => {
+    const out = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    out.on('error', () => res.destroy());
+    req.pipe(out);
+  });
+}
 
-const server = app.listen(Number(process.env.PROXY_PORT ?? 0), '127.0.0.1', () => {
+function withExpress(): http.Server {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(createProxyMiddleware({ target, agent }));
+  return http.createServer(app);
+}
+
+const server = process.env.PROXY_KIND === 'express' ? withExpress() : minimal();
+server.listen(Number(process.env.PROXY_PORT ?? 0), '127.0.0.1', () => {
   const address = server.address();
   process.stdout.write(`proxy listening on ${typeof address === 'object' && address ? address.port : address}\n`);
 });

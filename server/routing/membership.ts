@@ -8,8 +8,9 @@
 //   NODE_TTL_MS), holding its URL and a version that grows with every change of its replicas. Its
 //   hash expires with it, so a node that crashed vanishes from Redis within NODE_TTL_MS.
 // * Each node reads every other node's heartbeat once per HEARTBEAT_MS (one MGET): a node whose
-//   key is gone is dead (its replicas leave the registry), and a node whose version differs from
-//   the one last read has changes this node may have missed: only that node's hash is re-read.
+//   key is gone at two checks in a row is dead (its replicas leave the registry: within about 4 s
+//   of a crash), and a node whose version differs from the one last read has changes this node
+//   may have missed: only that node's hash is re-read.
 //   New nodes are found by a SCAN of the heartbeat keys every DISCOVER_MS.
 //
 // Routing reads only the registry, never Redis.
@@ -21,7 +22,12 @@ import type { RedisClient } from './redis.ts';
 import type { AgentRegistry, ReplicaInfo } from './registry.ts';
 
 export const HEARTBEAT_MS = 1_000;
-export const NODE_TTL_MS = 3_000;
+export const NODE_TTL_MS = 2_500;
+/**
+ * A node is dead once its heartbeat is missing at this many checks in a row: one miss may be a
+ * Redis that restarted empty a moment ago (every node beats again within HEARTBEAT_MS).
+ */
+const MISSES_TO_DROP = 2;
 const DISCOVER_MS = 5_000;
 const MEMBERSHIP_EVENT = 'kas:membership';
 
@@ -68,6 +74,7 @@ export class ClusterMembership {
   #boot = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
   /** What was last read of each other node: its boot and version. */
   #seen = new Map<string, { boot: string; version: number }>();
+  #misses = new Map<string, number>();
   #busy = false;
   readonly stats: MembershipStats = { commands: 0, replicasRead: 0 };
 
@@ -167,11 +174,16 @@ export class ClusterMembership {
       for (const [i, node] of nodes.entries()) {
         const raw = beats[i];
         if (raw === null || raw === undefined) {
+          const misses = (this.#misses.get(node) ?? 0) + 1;
+          this.#misses.set(node, misses);
+          if (misses < MISSES_TO_DROP) continue;
           this.#log.info({ node }, 'kas node left the cluster (its heartbeat expired); dropping its replicas');
           this.#seen.delete(node);
+          this.#misses.delete(node);
           this.#registry.removeNode(node);
           continue;
         }
+        this.#misses.delete(node);
         const parsed = HeartbeatSchema.safeParse(JSON.parse(String(raw)));
         if (!parsed.success) continue;
         const last = this.#seen.get(node)!;

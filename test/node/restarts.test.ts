@@ -139,7 +139,8 @@ describe('kas under restarts', () => {
 
   before(async () => {
     upstream = await startFakeUpstream();
-    sim = await startKubeSim({ token: 'sim-token' });
+    // Plain HTTP, as behind `kubectl proxy`: agentk sends no credentials there, as kubectl does not.
+    sim = await startKubeSim({ token: 'sim-token', anonymous: true });
     cluster = await KasCluster.start({ nodes: 3, env: { KAS_DRAIN_TIMEOUT: '15s', LOG_LEVEL: 'info' } });
     const backend = (i: number, port: 'agentUrl' | 'apiUrl') => ({
       address: () => new URL(cluster.nodes[i]![port]).host,
@@ -155,8 +156,7 @@ describe('kas under restarts', () => {
         apiVersion: 'v1',
         kind: 'Config',
         clusters: [{ name: 'sim', cluster: { server: sim.url } }],
-        users: [{ name: 'u', user: { token: 'sim-token' } }],
-        contexts: [{ name: 'c', context: { cluster: 'sim', user: 'u' } }],
+        contexts: [{ name: 'c', context: { cluster: 'sim' } }],
         'current-context': 'c',
       }),
     );
@@ -174,18 +174,19 @@ describe('kas under restarts', () => {
     await sim?.stop();
   });
 
-  test('a rolling restart of every node: no request fails, every stream kas ends ends cleanly, every node exits 0', async () => {
+  test('a rolling restart of every node: no request fails, every stream kas ends ends cleanly, every node exits 0', async (t) => {
     const load = new Load(api.url('http'), token);
     const watchUrl = `${api.url('http')}/api/v1/agents/acc/kubernetes/api/v1/namespaces/roll/pods`;
     const watchers = [1, 2, 3, 4].map(() => new Watcher(watchUrl, token, sim.api.resourceVersion()));
     const churn = setInterval(() => sim.api.apply('pods', makePod({ name: `p-${Date.now() % 5}`, namespace: 'roll' })), 200);
     load.start(100);
     const exits: ExitStatus[] = [];
+    const drains: number[] = [];
     try {
       await sleep(2_000);
       for (const index of [0, 1, 2]) {
         const started = Date.now();
-        await cluster.restartNode(index, { graceMs: 20_000, onExit: (status) => exits.push(status) });
+        await cluster.restartNode(index, { graceMs: 20_000, onExit: (status) => (exits.push(status), drains.push(Date.now() - started)) });
         assert.ok(Date.now() - started < 20_000, `node ${index} drained within KAS_DRAIN_TIMEOUT`);
         for (const node of [0, 1, 2]) await cluster.waitForReplicas('acc', 2, token, node);
         await sleep(1_500);
@@ -205,9 +206,14 @@ describe('kas under restarts', () => {
     }
     const cleanEnds = watchers.reduce((a, w) => a + w.cleanEnds, 0);
     assert.ok(cleanEnds >= 1, `watches that kas ended, cleanly: ${cleanEnds}`);
+    t.diagnostic(
+      `rolling restart of 3 nodes: ${load.ok} requests answered, ${load.failures.length} failed; ${watchers.length} watches saw ` +
+        `${watchers.reduce((a, w) => a + w.events, 0)} events, ${cleanEnds} streams ended cleanly by kas, ${watchers.reduce((a, w) => a + w.resets.length, 0)} cut; ` +
+        `drains took ${drains.map((d) => `${(d / 1000).toFixed(1)} s`).join(', ')}; exit codes ${exits.map((e) => e.code).join(', ')}`,
+    );
   });
 
-  test('a node killed (SIGKILL): requests succeed again within 5 s, and no other node lists its replicas after 5 s', async () => {
+  test('a node killed (SIGKILL): requests succeed again within 5 s, and no other node lists its replicas after 5 s', async (t) => {
     const load = new Load(api.url('http'), token);
     load.start(100);
     const victim = cluster.nodes[1]!;
@@ -219,6 +225,11 @@ describe('kas under restarts', () => {
     await load.stop();
     const late = load.failures.slice(failuresBy5s);
     assert.deepEqual(late, [], `requests failed more than 5 s after the kill (${failuresBy5s} before)`);
+    const lastFailure = load.failures.at(-1)?.slice(0, 24);
+    t.diagnostic(
+      `SIGKILL of one node: ${load.failures.length} of ${load.ok + load.failures.length} requests failed, the last ` +
+        `${lastFailure ? `${((Date.parse(lastFailure) - killedAt) / 1000).toFixed(1)} s after the kill` : '(none)'}`,
+    );
     for (const node of [0, 2]) {
       const listed = await (await cluster.fetch(node, '/api/v1/agents/acc', { token })).json() as { replicas: { node: string }[] };
       assert.ok(listed.replicas.every((r) => r.node !== victim.name), `${cluster.nodes[node]!.name} no longer lists replicas on ${victim.name}`);
@@ -228,7 +239,7 @@ describe('kas under restarts', () => {
     for (const node of [0, 1, 2]) await cluster.waitForReplicas('acc', 2, token, node);
   });
 
-  test('Redis restarted under load: cross-node requests are back within 5 s, and a node started while Redis was down joins when it returns', async () => {
+  test('Redis restarted under load: cross-node requests are back within 5 s, and a node started while Redis was down joins when it returns', async (t) => {
     const load = new Load(api.url('http'), token);
     load.start(100);
     await sleep(1_000);
@@ -245,6 +256,7 @@ describe('kas under restarts', () => {
     await sleep(3_000);
     await load.stop();
     assert.deepEqual(load.failures.slice(failuresBy5s), [], `requests failing more than 5 s after Redis returned (${failuresBy5s} before)`);
+    t.diagnostic(`Redis restarted (3 s down): ${load.failures.length} of ${load.ok + load.failures.length} requests failed ${JSON.stringify(load.failures.slice(0, 3))}`);
     // Every node, the late one included, routes to the agent again.
     for (let node = 0; node < cluster.nodes.length; node++) {
       const res = await cluster.fetch(node, '/api/v1/agents/acc/prometheus/api/v1/query?query=up', { token });
