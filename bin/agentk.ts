@@ -1,6 +1,5 @@
 #!/usr/bin/env node
-// OpenTelemetry first: its loader hook must be in place before http loads, so everything else
-// comes in by dynamic import.
+// OpenTelemetry's context manager and propagator first (otel/register.ts).
 import '../otel/register.ts';
 
 const { main } = await import('../agent/main.ts');

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
-// OpenTelemetry first: its loader hook must be in place before express, http or redis load, so
-// everything else comes in by dynamic import. Only `kas serve` is traced; the one-shot commands
-// (`agent register`, `token issue`) start faster without it.
+// OpenTelemetry's context manager and propagator first (otel/register.ts). Only `kas serve` is
+// traced; the one-shot commands (`agent register`, `token issue`) start faster without it.
 const argv = process.argv.slice(2);
 if (argv[0] === 'serve') await import('../otel/register.ts');
 

@@ -1,6 +1,6 @@
-// The spans kas makes of its own (the http and express instrumentations make the server and
-// kas-to-kas client spans): their names, kinds and attributes, in one place, so that the code
-// that routes and streams does not also build telemetry inline.
+// The spans kas makes of its routing and tunnel (otel/http.ts makes the HTTP server and client
+// spans): their names, kinds and attributes, in one place, so that the code that routes and
+// streams does not also build telemetry inline.
 import { type Context, context, propagation, type Span, SpanKind, trace } from '@opentelemetry/api';
 import { failSpan } from './tracing.ts';
 

@@ -166,11 +166,10 @@ const DIAG_LEVELS: Record<string, DiagLogLevel> = {
   all: DiagLogLevel.ALL,
 };
 
-const KNOWN_NOISE = /cannot find open spans to end for redis multi\/pipeline/;
 
 let started: Tracing | undefined;
 
-/** Sets the global tracer provider; the instrumentations and our own spans report to it. */
+/** Sets the global tracer provider; every span of the program reports to it. */
 export async function startTracing(o: TracingOptions): Promise<Tracing> {
   if (started) return started;
   const env = o.env ?? process.env;
@@ -183,12 +182,7 @@ export async function startTracing(o: TracingOptions): Promise<Tracing> {
   // The SDK's own complaints (an unreachable collector, say) go to our log, never to a crash.
   diag.setLogger(
     {
-      error: (message, ...args) =>
-        // The redis instrumentation says this for every MULTI/pipeline it chose not to trace (no
-        // parent span: membership refreshes, the adapter): expected, and no error of ours.
-        KNOWN_NOISE.test(args.map(String).join(' '))
-          ? log.debug({ args: args.map(String) }, message)
-          : log.error({ args: args.map(String) }, message),
+      error: (message, ...args) => log.error({ args: args.map(String) }, message),
       warn: (message, ...args) => log.warn({ args: args.map(String) }, message),
       info: (message, ...args) => log.info({ args: args.map(String) }, message),
       debug: (message, ...args) => log.debug({ args: args.map(String) }, message),

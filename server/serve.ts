@@ -1,10 +1,10 @@
 // `kas serve`: wires one node together from its parts and runs it until SIGTERM.
 import http from 'node:http';
-import { createShardedAdapter } from '@socket.io/redis-adapter';
 import type { Logger } from 'pino';
 import type { Server as IoServer } from 'socket.io';
 import { createKasMetrics } from '../otel/kasMetrics.ts';
 import { createMetrics } from '../otel/metrics.ts';
+import { traceServer } from '../otel/http.ts';
 import { createObservabilityServer } from '../otel/observabilityServer.ts';
 import { startTracing } from '../otel/tracing.ts';
 import { AgentTokenStore } from './auth/agentTokens.ts';
@@ -19,10 +19,8 @@ import { createUiServer } from './http/ui.ts';
 import { UI_NAMESPACE } from '../protocol/ui.ts';
 import { NodeLifecycle } from './lifecycle.ts';
 import { createCapabilities } from './modules/index.ts';
-import { Coordination } from './routing/coordination.ts';
-import { ClusterMembership } from './routing/membership.ts';
-import { Peers } from './routing/peers.ts';
-import { connectRedis } from './routing/redis.ts';
+import type { Cluster } from './routing/cluster.ts';
+import type { ClusterMembership } from './routing/membership.ts';
 import { AgentRegistry } from './routing/registry.ts';
 import { AgentRouter } from './routing/router.ts';
 import { agentRoom, createAgentServer } from './tunnel/agentServer.ts';
@@ -45,8 +43,8 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   tokens.on('error', (error) => log.error({ err: error.message }, 'could not re-read the agent token store'));
 
   const lifecycle = new NodeLifecycle();
-  let redis: Awaited<ReturnType<typeof connectRedis>> | undefined;
-  const isReady = () => !lifecycle.draining && (!clustered || (redis !== undefined && redis.pub.isReady && redis.sub.isReady));
+  let cluster: Cluster | undefined;
+  const isReady = () => !lifecycle.draining && (!clustered || (cluster?.ready === true));
 
   const tracing = await startTracing({ serviceName: 'kas', instanceId: config.nodeName, log });
   const metricsStack = createMetrics('kas', config.nodeName);
@@ -57,7 +55,10 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   const observability = createObservabilityServer(metricsStack, () => ({ ready: isReady() }));
   await listen(observability, config.observabilityListen);
 
-  if (config.redisUrl) redis = await connectRedis(config.redisUrl, log);
+  if (config.redisUrl) {
+    const { joinCluster } = await import('./routing/cluster.ts');
+    cluster = await joinCluster({ redisUrl: config.redisUrl, privateSecret, node: config.nodeName, log });
+  }
 
   const router = new AgentRouter({
     registry,
@@ -68,26 +69,29 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
     metrics,
     lifecycle,
   });
-  const coordination = redis ? new Coordination(redis, log.child({ component: 'coordination' })) : undefined;
   const capabilities = createCapabilities({
     agents: router,
     log,
     meter: metricsStack.meter,
     budget: nodeBudget(),
-    coordination,
-    peers: redis ? new Peers(privateSecret, config.nodeName) : undefined,
+    coordination: cluster?.coordination,
+    peers: cluster?.peers,
     node: config.nodeName,
     nodeUrl: config.privateUrl,
     drainSignal: lifecycle.drainSignal,
     settings: config,
   });
+  // Every request to the API and private ports is a SERVER span (otel/http.ts).
   const apiServer = createServer(
     config.apiTls,
-    createApiApp({ apiSecret, tokens, registry, capabilities, requestTimeoutMs: config.requestTimeoutMs, metrics, log, lifecycle, traceUiUrl: config.traceUiUrl }),
+    traceServer(
+      createApiApp({ apiSecret, tokens, registry, capabilities, requestTimeoutMs: config.requestTimeoutMs, metrics, log, lifecycle, traceUiUrl: config.traceUiUrl }),
+      config.apiTls ? 'https' : 'http',
+    ),
   );
   const uiIo = createUiServer({ httpServer: apiServer, apiSecret, registry, capabilities, log });
   const privateServer = http.createServer(
-    createPrivateApp({ privateSecret, router, capabilities, maxTimeoutMs: config.requestTimeoutMs, log, lifecycle }),
+    traceServer(createPrivateApp({ privateSecret, router, capabilities, maxTimeoutMs: config.requestTimeoutMs, log, lifecycle }), 'http'),
   );
   const agentHttp = createServer(config.agentTls);
   const stopTlsReload = reloadTlsOnChange({ servers: { api: apiServer, agent: agentHttp }, tokens, log });
@@ -111,11 +115,7 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
     },
     isDraining: () => lifecycle.draining,
   });
-  if (redis) {
-    io.adapter(createShardedAdapter(redis.pub, redis.sub));
-    membership = new ClusterMembership({ redis: redis.pub, io, registry, nodeUrl: config.privateUrl, log });
-    membership.start();
-  }
+  membership = cluster?.attach(io, registry, config.privateUrl);
 
   tokens.on('revoked', (ids) => {
     for (const id of ids) {
@@ -182,7 +182,7 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
       await Promise.all([closing, io.close().catch(() => undefined), uiIo.close().catch(() => undefined)]);
       stopTlsReload();
       tokens.close();
-      await Promise.all([redis?.pub.close(), redis?.sub.close()].map((p) => p?.catch(() => undefined)));
+      await cluster?.close();
       observability.closeAllConnections();
       await close(observability);
       await metricsStack.shutdown();

@@ -3,7 +3,7 @@
 // the reader lags). Bytes travel over this HTTP hop, never through Redis.
 import http from 'node:http';
 import https from 'node:https';
-import { context, propagation } from '@opentelemetry/api';
+import { startClientSpan } from '../../otel/http.ts';
 import { ChunkQueue } from '../tunnel/chunkQueue.ts';
 import type { ReplicaInfo } from '../tunnel/replica.ts';
 import type { AgentRequest } from './request.ts';
@@ -55,13 +55,14 @@ export function privatePath(request: AgentRequest): string {
 export function forwardToNode(replica: ReplicaInfo, request: AgentRequest, privateToken: string, signal?: AbortSignal): Promise<ForwardOutcome> {
   const url = new URL(privatePath(request), replica.nodeUrl);
   const secure = url.protocol === 'https:';
+  // The kas-to-kas CLIENT span; its context travels in the request's traceparent.
+  const span = startClientSpan(request.method, url);
   const headers: http.OutgoingHttpHeaders = {
     ...request.headers,
+    ...span.headers,
     authorization: `Bearer ${privateToken}`,
     'x-kas-timeout-ms': String(request.timeoutMs),
   };
-  // The trace context of this hop (the http instrumentation replaces it with its client span's).
-  propagation.inject(context.active(), headers);
   if (request.body) headers['content-length'] = String(request.body.byteLength);
 
   return new Promise((resolve, reject) => {
@@ -84,6 +85,8 @@ export function forwardToNode(replica: ReplicaInfo, request: AgentRequest, priva
     outgoing.on('response', (incoming) => {
       answered = true;
       signal?.removeEventListener('abort', onAbort);
+      span.answered(incoming.statusCode ?? 0);
+      incoming.once('close', () => span.end());
       if (incoming.headers[NOT_HERE_HEADER]) {
         incoming.resume();
         return resolve({ kind: 'not_here' });
@@ -93,6 +96,8 @@ export function forwardToNode(replica: ReplicaInfo, request: AgentRequest, priva
     outgoing.on('error', (error: NodeJS.ErrnoException) => {
       signal?.removeEventListener('abort', onAbort);
       if (answered) return;
+      span.failed(error);
+      span.end();
       if (signal?.aborted) return reject(signal.reason);
       if (connected) {
         return resolve({ kind: 'broken', message: `kas node ${replica.node} closed the connection before answering (${error.code ?? error.message})` });

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { createClient } from 'redis';
+import { createClient } from '@redis/client';
 
 function makeClient(url: string) {
   return createClient({ url, socket: { reconnectStrategy: (retries) => Math.min(100 * 2 ** retries, 5000) } });

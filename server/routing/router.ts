@@ -262,7 +262,7 @@ export class AgentRouter {
     }
   }
 
-  /** Hands the request to the node holding the replica (the http instrumentation traces this hop). */
+  /** Hands the request to the node holding the replica (forward.ts traces this hop as a CLIENT span). */
   async #attemptRemote(replica: ReplicaInfo, request: AgentRequest, options: OpenOptions): Promise<Attempt> {
     const token = await signPrivateToken(this.#o.privateSecret, { sub: options.sub, agent: request.agentId, replica: replica.key });
     try {

@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createClient } from 'redis';
+import { createClient } from '@redis/client';
 import { freePort } from './ports.ts';
 import { Proc, dumpOnFailure, waitFor } from './procs.ts';
 import { startPrometheus } from './prometheus.ts';

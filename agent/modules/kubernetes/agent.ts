@@ -6,6 +6,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { homedir } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { startClientSpan } from '../../../otel/http.ts';
 import { isWatch, readKubernetesPath } from '../../../protocol/kubernetes.ts';
 import type { TunnelRequest } from '../../../protocol/messages.ts';
 import { type UpstreamExecutor, UpstreamError, type UpstreamResponse } from '../../tunnel/serveRequest.ts';
@@ -75,11 +76,20 @@ export function kubernetesUpstream(
 
     const url = access.url(request.path, request.query);
     const { agent, headers: credentials, auth } = await access.requestOptions();
-    const headers: http.OutgoingHttpHeaders = { ...request.headers, ...credentials };
+    const span = startClientSpan(request.method, url);
+    const headers: http.OutgoingHttpHeaders = { ...request.headers, ...credentials, ...span.headers };
     const incoming = await new Promise<http.IncomingMessage>((resolve, reject) => {
       const outgoing = (url.protocol === 'https:' ? https : http).request(url, { method: request.method, headers, auth, agent, signal });
-      outgoing.on('response', resolve);
-      outgoing.on('error', reject);
+      outgoing.on('response', (answer) => {
+        span.answered(answer.statusCode ?? 0);
+        answer.once('close', () => span.end());
+        resolve(answer);
+      });
+      outgoing.on('error', (error) => {
+        span.failed(error);
+        span.end();
+        reject(error);
+      });
       outgoing.end();
     });
     const responseHeaders: Record<string, string | string[]> = {};

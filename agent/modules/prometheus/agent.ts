@@ -2,6 +2,7 @@
 // cluster's Prometheus and hands back its answer as a stream, status and headers untouched.
 import http from 'node:http';
 import https from 'node:https';
+import { startClientSpan } from '../../../otel/http.ts';
 import type { TunnelRequest } from '../../../protocol/messages.ts';
 import type { UpstreamExecutor, UpstreamResponse } from '../../tunnel/serveRequest.ts';
 import type { AgentCapability } from '../index.ts';
@@ -21,7 +22,8 @@ export function httpUpstream(baseUrl: string, extraHeaders: () => Record<string,
       const url = new URL(base);
       url.pathname = prefix + request.path;
       url.search = request.query;
-      const headers: http.OutgoingHttpHeaders = { ...request.headers, ...extraHeaders() };
+      const span = startClientSpan(request.method, url);
+      const headers: http.OutgoingHttpHeaders = { ...request.headers, ...extraHeaders(), ...span.headers };
       if (request.body) headers['content-length'] = String(request.body.byteLength);
       const outgoing = (secure ? https : http).request(url, {
         method: request.method,
@@ -30,11 +32,17 @@ export function httpUpstream(baseUrl: string, extraHeaders: () => Record<string,
         signal,
       });
       outgoing.on('response', (incoming) => {
+        span.answered(incoming.statusCode ?? 0);
+        incoming.once('close', () => span.end());
         const responseHeaders: Record<string, string | string[]> = {};
         for (const [name, value] of Object.entries(incoming.headers)) if (value !== undefined) responseHeaders[name] = value;
         resolve({ status: incoming.statusCode ?? 502, headers: responseHeaders, body: incoming });
       });
-      outgoing.on('error', reject);
+      outgoing.on('error', (error) => {
+        span.failed(error);
+        span.end();
+        reject(error);
+      });
       outgoing.end(request.body);
     });
 }
