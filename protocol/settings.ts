@@ -117,6 +117,18 @@ export const positiveDuration: Kind<number> = {
   },
 };
 
+/** `true`/`false` (also 1/0, yes/no). */
+export const boolean: Kind<boolean> = {
+  placeholder: 'true|false',
+  expected: 'true or false',
+  parse(value) {
+    const v = value.trim().toLowerCase();
+    if (['true', '1', 'yes'].includes(v)) return true;
+    if (['false', '0', 'no'].includes(v)) return false;
+    return undefined;
+  },
+};
+
 export const positiveInteger: Kind<number> = {
   placeholder: 'n',
   expected: 'a whole number above zero',

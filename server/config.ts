@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
+  boolean,
   declareSettings,
   duration,
   type HostPort,
@@ -72,6 +73,12 @@ export const KAS_SETTINGS = declareSettings('KAS_', {
     env: 'KAS_REDIS_URL',
     kind: url(['redis', 'rediss'], 'redis://redis:6379'),
     description: 'the Redis all nodes of a cluster share; unset = a single node',
+  },
+  redisCluster: {
+    env: 'KAS_REDIS_CLUSTER',
+    default: 'false',
+    kind: boolean,
+    description: 'KAS_REDIS_URL is one node of a Redis Cluster (the others are found from it)',
   },
   dataDir: {
     env: 'KAS_DATA_DIR',

@@ -57,7 +57,7 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
 
   if (config.redisUrl) {
     const { joinCluster } = await import('./routing/cluster.ts');
-    cluster = await joinCluster({ redisUrl: config.redisUrl, privateSecret, node: config.nodeName, log });
+    cluster = await joinCluster({ redisUrl: config.redisUrl, redisCluster: config.redisCluster, privateSecret, node: config.nodeName, log });
   }
 
   const router = new AgentRouter({

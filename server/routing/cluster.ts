@@ -20,8 +20,8 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-export async function joinCluster(o: { redisUrl: string; privateSecret: Uint8Array; node: string; log: Logger }): Promise<Cluster> {
-  const redis = await connectRedis(o.redisUrl, o.log);
+export async function joinCluster(o: { redisUrl: string; redisCluster: boolean; privateSecret: Uint8Array; node: string; log: Logger }): Promise<Cluster> {
+  const redis = await connectRedis(o.redisUrl, o.log, { cluster: o.redisCluster });
   return {
     get ready() {
       return redis.pub.isReady && redis.sub.isReady;
@@ -31,7 +31,7 @@ export async function joinCluster(o: { redisUrl: string; privateSecret: Uint8Arr
     attach(io, registry, nodeUrl) {
       // Rooms are local matters here (an agent's replicas are disconnected by each node that
       // holds them): no Redis channel per room, which would be one per agent.
-      io.adapter(createShardedAdapter(redis.pub, redis.sub, { subscriptionMode: 'static' }));
+      io.adapter(createShardedAdapter(redis.raw.pub, redis.raw.sub, { subscriptionMode: 'static' }));
       const membership = new ClusterMembership({ redis: redis.pub, io, registry, nodeUrl, log: o.log });
       membership.start();
       return membership;

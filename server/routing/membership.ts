@@ -4,14 +4,18 @@
 // * Each node writes its own replicas into its hash `kas:replicas:<node>` when they come and go
 //   (and announces each change to the other nodes through the socket.io adapter, so that they
 //   know at once).
-// * Each node keeps a heartbeat key `kas:node:<node>` alive (every HEARTBEAT_MS, expiring after
-//   NODE_TTL_MS), holding its URL and a version that grows with every change of its replicas. Its
-//   hash expires with it, so a node that crashed vanishes from Redis within NODE_TTL_MS.
-// * Each node reads every other node's heartbeat once per HEARTBEAT_MS (one MGET): a node whose
-//   key is gone at two checks in a row is dead (its replicas leave the registry: within about 4 s
-//   of a crash), and a node whose version differs from the one last read has changes this node
-//   may have missed: only that node's hash is re-read.
-//   New nodes are found by a SCAN of the heartbeat keys every DISCOVER_MS.
+// * Each node keeps a heartbeat alive (every HEARTBEAT_MS, expiring after NODE_TTL_MS): its key
+//   `kas:node:{<node>}`, holding its URL and a version that grows with every change of its
+//   replicas, and its entry in the sorted set `kas:nodes`, scored by when it expires. Its hash
+//   (same hash tag, so one MULTI refreshes both) expires with it, so a node that crashed vanishes
+//   from Redis within NODE_TTL_MS.
+// * Each node reads the live members of `kas:nodes` and their heartbeats once per HEARTBEAT_MS:
+//   a node missing at two checks in a row is dead (its replicas leave the registry: within about
+//   4 s of a crash), a new one is read, and a node whose version differs from the one last read
+//   has changes this node may have missed: only that node's hash is re-read.
+//
+// Every command names one key or keys of one hash slot, and nothing scans the keyspace, so this
+// works unchanged on a Redis Cluster.
 //
 // Routing reads only the registry, never Redis.
 import type { Server } from 'socket.io';
@@ -28,11 +32,11 @@ export const NODE_TTL_MS = 2_500;
  * Redis that restarted empty a moment ago (every node beats again within HEARTBEAT_MS).
  */
 const MISSES_TO_DROP = 2;
-const DISCOVER_MS = 5_000;
 const MEMBERSHIP_EVENT = 'kas:membership';
 
-const nodeKey = (node: string) => `kas:node:${node}`;
-const replicasKey = (node: string) => `kas:replicas:${node}`;
+const NODES_KEY = 'kas:nodes';
+const nodeKey = (node: string) => `kas:node:{${node}}`;
+const replicasKey = (node: string) => `kas:replicas:{${node}}`;
 
 const ReplicaInfoSchema = z.object({
   agentId: z.string(),
@@ -100,7 +104,6 @@ export class ClusterMembership {
       this.#timers.push(setInterval(run, ms));
     };
     every(HEARTBEAT_MS, () => this.#heartbeat(), 'heartbeat');
-    every(DISCOVER_MS, () => this.#discover(), 'discovery');
   }
 
   replicaUp(info: ReplicaInfo): void {
@@ -130,7 +133,7 @@ export class ClusterMembership {
   async stop(): Promise<void> {
     for (const timer of this.#timers) clearInterval(timer);
     this.#announce({ type: 'node-down', node: this.#node });
-    await this.#redis.del([nodeKey(this.#node), replicasKey(this.#node)]).catch(() => undefined);
+    await Promise.all([this.#redis.del([nodeKey(this.#node), replicasKey(this.#node)]), this.#redis.zRem(NODES_KEY, this.#node)]).catch(() => undefined);
   }
 
   #announce(message: MembershipMessage): void {
@@ -155,25 +158,33 @@ export class ClusterMembership {
     }
   }
 
-  /** Keeps this node alive in Redis, then checks the others: gone, or changed since last read. */
+  /** Keeps this node alive in Redis, then checks the others: gone, new, or changed since last read. */
   async #heartbeat(): Promise<void> {
     if (this.#busy) return; // Redis is slow: the next beat catches up
     this.#busy = true;
     try {
+      const now = Date.now();
       const beat: Heartbeat = { url: this.#nodeUrl, boot: this.#boot, version: this.#version };
+      // One MULTI: the node's key and its hash share their hash tag.
       const write = this.#redis.multi().set(nodeKey(this.#node), JSON.stringify(beat), { PX: NODE_TTL_MS });
       write.pExpire(replicasKey(this.#node), NODE_TTL_MS);
-      this.stats.commands += 2;
-      const [, extended] = await write.exec();
+      this.stats.commands += 4;
+      const [[, extended]] = await Promise.all([write.exec(), this.#redis.zAdd(NODES_KEY, { score: now + NODE_TTL_MS, value: this.#node })]);
       // The hash is gone (Redis restarted empty, or it expired while this node was stalled): write it again.
       if (Number(extended) === 0 && this.#local.size > 0) await this.#rewriteReplicas();
-      const nodes = [...this.#seen.keys()];
-      if (nodes.length === 0) return;
-      this.stats.commands++;
-      const beats = await this.#redis.mGet(nodes.map(nodeKey));
+      const alive = new Set(await this.#redis.zRangeByScore(NODES_KEY, now, '+inf'));
+      alive.delete(this.#node);
+      // Long-dead entries are cleared by whoever sees them (a node that left cleanly removed its own).
+      if (Math.random() < 0.05) void this.#redis.zRemRangeByScore(NODES_KEY, '-inf', now - 60_000).catch(() => undefined);
+      // Nodes known before are checked too: missing twice in a row, they are gone.
+      for (const node of this.#seen.keys()) alive.add(node);
+      const nodes = [...alive];
+      this.stats.commands += nodes.length;
+      const beats = await Promise.all(nodes.map((node) => this.#redis.get(nodeKey(node))));
       for (const [i, node] of nodes.entries()) {
         const raw = beats[i];
         if (raw === null || raw === undefined) {
+          if (!this.#seen.has(node)) continue;
           const misses = (this.#misses.get(node) ?? 0) + 1;
           this.#misses.set(node, misses);
           if (misses < MISSES_TO_DROP) continue;
@@ -186,13 +197,14 @@ export class ClusterMembership {
         this.#misses.delete(node);
         const parsed = HeartbeatSchema.safeParse(JSON.parse(String(raw)));
         if (!parsed.success) continue;
-        const last = this.#seen.get(node)!;
-        if (last.boot !== parsed.data.boot || last.version !== parsed.data.version) await this.#readNode(node, parsed.data);
+        const last = this.#seen.get(node);
+        if (!last || last.boot !== parsed.data.boot || last.version !== parsed.data.version) await this.#readNode(node, parsed.data);
       }
     } finally {
       this.#busy = false;
     }
   }
+
 
   async #rewriteReplicas(): Promise<void> {
     this.#version++;
@@ -203,21 +215,6 @@ export class ClusterMembership {
       .pExpire(replicasKey(this.#node), NODE_TTL_MS)
       .set(nodeKey(this.#node), JSON.stringify({ url: this.#nodeUrl, boot: this.#boot, version: this.#version }), { PX: NODE_TTL_MS })
       .exec();
-  }
-
-  /** Finds nodes this one does not know yet (and reads their replicas). */
-  async #discover(): Promise<void> {
-    const keys: string[] = [];
-    for await (const batch of this.#redis.scanIterator({ MATCH: 'kas:node:*', COUNT: 100 })) keys.push(...batch);
-    this.stats.commands++;
-    for (const key of keys) {
-      const node = key.slice('kas:node:'.length);
-      if (node === this.#node || this.#seen.has(node)) continue;
-      this.stats.commands++;
-      const raw = await this.#redis.get(key);
-      const parsed = raw ? HeartbeatSchema.safeParse(JSON.parse(raw)) : undefined;
-      if (parsed?.success) await this.#readNode(node, parsed.data);
-    }
   }
 
   /** Re-reads one node's replicas: it changed since this node last looked, or is new. */
