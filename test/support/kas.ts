@@ -95,9 +95,12 @@ export class KasCluster {
     const env: Record<string, string> = { KAS_DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'debug', ...options.env };
     const cluster = new KasCluster(dir, env, options.caPem);
     try {
-      if (options.redis ?? count > 1) {
+      // A Redis of the test's own (KAS_REDIS_URL in env: a Redis Cluster, say), or one started here.
+      if (env.KAS_REDIS_URL === undefined && (options.redis ?? count > 1)) {
         cluster.redis = await startRedis();
         env.KAS_REDIS_URL = cluster.redis.url;
+      }
+      if (env.KAS_REDIS_URL !== undefined) {
         // A cluster never invents secrets: give every node the same ones.
         await mkdir(env.KAS_DATA_DIR!, { recursive: true });
         for (const name of ['api-secret', 'private-secret']) {

@@ -5,10 +5,11 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findExecutable as findOnPath } from '../../scripts/which.ts';
 
-export type Tool = 'redis-server' | 'prometheus' | 'promtool' | 'kubectl' | 'chromium';
+export type Tool = 'redis-server' | 'redis-cli' | 'prometheus' | 'promtool' | 'kubectl' | 'chromium';
 
 const debianPackage: Record<Tool, string> = {
   'redis-server': 'redis-server',
+  'redis-cli': 'redis-tools',
   prometheus: 'prometheus',
   promtool: 'prometheus',
   kubectl: 'kubernetes-client',
