@@ -50,9 +50,15 @@ function rssBytes(pid: number | undefined): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 }
 
-function redisCommands(redis: RedisServer): number {
-  const info = execFileSync('redis-cli', ['-p', String(redis.port), 'info', 'stats'], { encoding: 'utf8' });
-  return Number(/total_commands_processed:(\d+)/.exec(info)![1]);
+/** What Redis has done so far: commands, CPU seconds, bytes in and out. */
+function redisWork(redis: RedisServer): { commands: number; cpu: number; bytes: number } {
+  const info = execFileSync('redis-cli', ['-p', String(redis.port), 'info', 'all'], { encoding: 'utf8' });
+  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)![1]);
+  return {
+    commands: field('total_commands_processed'),
+    cpu: field('used_cpu_sys') + field('used_cpu_user'),
+    bytes: field('total_net_input_bytes') + field('total_net_output_bytes'),
+  };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -214,18 +220,18 @@ async function membership(): Promise<string> {
   }
   await new Promise((r) => setTimeout(r, 20_000)); // the first full reads are done
   const pids = nodes.map((n) => n.child.pid);
-  const [commands0, cpu0] = [redisCommands(redis), cpuSeconds(pids)];
+  const [redis0, cpu0] = [redisWork(redis), cpuSeconds(pids)];
   progress(`measuring ${MEASURE_S} s of an idle cluster`);
   await new Promise((r) => setTimeout(r, MEASURE_S * 1000));
-  const [commands1, cpu1] = [redisCommands(redis), cpuSeconds(pids)];
+  const [redis1, cpu1] = [redisWork(redis), cpuSeconds(pids)];
   fleet.stop();
   const perMinute = (v: number) => (v * 60) / MEASURE_S;
   return [
     `### Membership, 3 nodes × ${PER_NODE} replicas, idle (${ROOT === fileURLToPath(new URL('..', import.meta.url)) ? 'this checkout' : ROOT})`,
     '',
-    '| Redis commands per minute | kas CPU per minute (3 nodes) |',
-    '| ---: | ---: |',
-    `| ${perMinute(commands1 - commands0).toFixed(0)} | ${perMinute(cpu1 - cpu0).toFixed(1)} s |`,
+    '| Redis commands per minute | Redis CPU per minute | Redis traffic per minute | kas CPU per minute (3 nodes) |',
+    '| ---: | ---: | ---: | ---: |',
+    `| ${perMinute(redis1.commands - redis0.commands).toFixed(0)} | ${perMinute(redis1.cpu - redis0.cpu).toFixed(2)} s | ${(perMinute(redis1.bytes - redis0.bytes) / 2 ** 20).toFixed(1)} MB | ${perMinute(cpu1 - cpu0).toFixed(1)} s |`,
     '',
   ].join('\n');
 }

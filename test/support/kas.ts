@@ -11,7 +11,8 @@ import { freePort } from './ports.ts';
 import { type ExitStatus, Proc, waitFor } from './procs.ts';
 import { startRedis, type RedisServer } from './redis.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+// BENCH_KAS_ROOT runs another checkout's programs (benchmarks compare a `before` with this one).
+const ROOT = process.env.BENCH_KAS_ROOT ?? fileURLToPath(new URL('../../', import.meta.url));
 export const KAS_BIN = join(ROOT, 'bin/kas.ts');
 export const AGENTK_BIN = join(ROOT, 'bin/agentk.ts');
 
