@@ -134,7 +134,8 @@ export const PackedBatchSchema = z.object({
   messages: z.array(z.unknown()).min(1).max(BATCH_MAX_MESSAGES),
 });
 
-const PackedDataSchema = z.object({
+/** A data entry of a packed batch: its chunk is `length` bytes of the batch's buffer from `offset`. */
+export const PackedDataSchema = z.object({
   type: z.literal('data'),
   id: requestId,
   offset: z.number().int().nonnegative(),
@@ -207,11 +208,17 @@ export function unpackMessages(raw: unknown): { messages: unknown[]; error?: str
 const isId = (id: unknown): id is number => typeof id === 'number' && Number.isSafeInteger(id) && id >= 0;
 const MAX_HEADER_VALUE = 16 * 1024;
 
+/**
+ * Headers as the schema takes them, for the plain objects socket.io decodes; anything unusual
+ * (another prototype, symbol keys, a `__proto__` key, which the schema drops) is left to the schema.
+ */
 function isHeaders(headers: unknown): headers is Record<string, string | string[]> {
-  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) return false;
+  if (typeof headers !== 'object' || headers === null) return false;
+  const prototype = Object.getPrototypeOf(headers) as unknown;
+  if (prototype !== Object.prototype && prototype !== null) return false;
   let count = 0;
   for (const name in headers) {
-    if (++count > 128 || name.length === 0 || name.length > 256) return false;
+    if (++count > 128 || name.length === 0 || name.length > 256 || name === '__proto__') return false;
     const value = (headers as Record<string, unknown>)[name];
     if (typeof value === 'string') {
       if (value.length > MAX_HEADER_VALUE) return false;
@@ -222,7 +229,7 @@ function isHeaders(headers: unknown): headers is Record<string, string | string[
       return false;
     }
   }
-  return true;
+  return Object.getOwnPropertySymbols(headers).length === 0;
 }
 
 /** An agent's head, data or end, checked by hand; undefined for anything else (the schema judges it). */
@@ -259,7 +266,7 @@ function asKasMessage(raw: unknown): KasMessage | undefined {
   const m = raw as Record<string, unknown>;
   switch (m.type) {
     case 'credit':
-      return isId(m.id) && typeof m.bytes === 'number' && Number.isInteger(m.bytes) && m.bytes > 0 ? { type: 'credit', id: m.id, bytes: m.bytes } : undefined;
+      return isId(m.id) && typeof m.bytes === 'number' && Number.isSafeInteger(m.bytes) && m.bytes > 0 ? { type: 'credit', id: m.id, bytes: m.bytes } : undefined;
     case 'cancel':
       return isId(m.id) && typeof m.reason === 'string' && m.reason.length <= 256 ? { type: 'cancel', id: m.id, reason: m.reason } : undefined;
     case 'request': {
@@ -269,8 +276,8 @@ function asKasMessage(raw: unknown): KasMessage | undefined {
       if (typeof path !== 'string' || !path.startsWith('/') || path.length > 8192) return undefined;
       if (typeof query !== 'string' || query.length > 64 * 1024 || !isHeaders(headers)) return undefined;
       if (body !== undefined && !(body instanceof Uint8Array)) return undefined;
-      if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 0) return undefined;
-      if (typeof credit !== 'number' || !Number.isInteger(credit) || credit <= 0) return undefined;
+      if (typeof timeoutMs !== 'number' || !Number.isSafeInteger(timeoutMs) || timeoutMs < 0) return undefined;
+      if (typeof credit !== 'number' || !Number.isSafeInteger(credit) || credit <= 0) return undefined;
       if (traceparent !== undefined && (typeof traceparent !== 'string' || traceparent.length > 128)) return undefined;
       if (tracestate !== undefined && (typeof tracestate !== 'string' || tracestate.length > 512)) return undefined;
       return {
