@@ -4,6 +4,7 @@ import { createShardedAdapter } from '@socket.io/redis-adapter';
 import type { Logger } from 'pino';
 import type { Server as IoServer } from 'socket.io';
 import { createKasMetrics } from '../otel/kasMetrics.ts';
+import { createLimitMetrics } from '../otel/limitMetrics.ts';
 import { createMetrics } from '../otel/metrics.ts';
 import { createObservabilityServer } from '../otel/observabilityServer.ts';
 import { startTracing } from '../otel/tracing.ts';
@@ -11,7 +12,8 @@ import { AgentTokenStore } from './auth/agentTokens.ts';
 import { loadSecret } from './auth/secrets.ts';
 import type { KasConfig } from './config.ts';
 import { nodeBudget } from './fanout/hub.ts';
-import { createApiApp } from './http/apiApp.ts';
+import { createApiApp, errorBodyFor } from './http/apiApp.ts';
+import { answerClientErrors, BodyLimits, serverOptions, StreamsPerToken } from './http/edgeLimits.ts';
 import { close, listen } from './http/listen.ts';
 import { createServer, reloadTlsOnChange } from './http/tls.ts';
 import { createPrivateApp } from './http/privateApp.ts';
@@ -51,6 +53,7 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   const tracing = await startTracing({ serviceName: 'kas', instanceId: config.nodeName, log });
   const metricsStack = createMetrics('kas', config.nodeName);
   const metrics = createKasMetrics(metricsStack.meter, isReady);
+  const limitMetrics = createLimitMetrics(metricsStack.meter);
   const registry = new AgentRegistry(config.nodeName);
 
   // Observability first, so a node waiting for Redis already answers /readiness with "not yet".
@@ -81,15 +84,24 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
     drainSignal: lifecycle.drainSignal,
     settings: config,
   });
+  // What callers may send before anything looks at it (KAS_HEADER_TIMEOUT, KAS_BODY_TIMEOUT, KAS_MAX_*).
+  const edge = serverOptions(config);
+  const bodies = new BodyLimits(config, limitMetrics);
+  const streams = new StreamsPerToken(config.maxWatchesPerToken, limitMetrics);
   const apiServer = createServer(
     config.apiTls,
-    createApiApp({ apiSecret, tokens, registry, capabilities, requestTimeoutMs: config.requestTimeoutMs, metrics, log, lifecycle, traceUiUrl: config.traceUiUrl }),
+    createApiApp({ apiSecret, tokens, registry, capabilities, requestTimeoutMs: config.requestTimeoutMs, metrics, log, lifecycle, traceUiUrl: config.traceUiUrl, bodies, streams }),
+    edge,
   );
   const uiIo = createUiServer({ httpServer: apiServer, apiSecret, registry, capabilities, log });
   const privateServer = http.createServer(
-    createPrivateApp({ privateSecret, router, capabilities, maxTimeoutMs: config.requestTimeoutMs, log, lifecycle }),
+    edge,
+    createPrivateApp({ privateSecret, router, capabilities, maxTimeoutMs: config.requestTimeoutMs, log, lifecycle, bodies }),
   );
-  const agentHttp = createServer(config.agentTls);
+  for (const [port, server] of [['api', apiServer], ['private', privateServer]] as const) {
+    answerClientErrors(server, { errorBodyFor: (url) => errorBodyFor(capabilities, url), metrics: limitMetrics, log, port });
+  }
+  const agentHttp = createServer(config.agentTls, undefined, { headersTimeout: config.headerTimeoutMs, requestTimeout: config.headerTimeoutMs, connectionsCheckingInterval: 1_000 });
   const stopTlsReload = reloadTlsOnChange({ servers: { api: apiServer, agent: agentHttp }, tokens, log });
 
   let membership: ClusterMembership | undefined;
@@ -110,6 +122,8 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
       membership?.replicaDown(connection.info);
     },
     isDraining: () => lifecycle.draining,
+    metrics: limitMetrics,
+    limits: config,
   });
   if (redis) {
     io.adapter(createShardedAdapter(redis.pub, redis.sub));

@@ -4,14 +4,14 @@ import { context, type Span, trace } from '@opentelemetry/api';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { KasMetrics } from '../../otel/kasMetrics.ts';
-import { REQUEST_BODY_MAX_BYTES } from '../../protocol/messages.ts';
 import type { AgentTokenStore } from '../auth/agentTokens.ts';
-import { type Caller, callerMayReach, UnauthenticatedError, verifyApiToken } from '../auth/tokens.ts';
+import { type Caller, callerMayReach, credentialFromHeader, UnauthenticatedError, verifyApiToken } from '../auth/tokens.ts';
 import type { NodeLifecycle } from '../lifecycle.ts';
 import type { CapabilityRequest, ServerCapability } from '../modules/capability.ts';
 import type { AgentRegistry, ReplicaInfo } from '../routing/registry.ts';
 import { checkAgentId, parseAgentUrl } from './agentUrl.ts';
 import { dashboard } from './dashboard.ts';
+import type { BodyLimits, StreamsPerToken } from './edgeLimits.ts';
 import { type ErrorBody, KasError, kasErrorBody, sendError } from './errors.ts';
 import { HttpReply } from './reply.ts';
 import { fallbackTraceId } from './traceContext.ts';
@@ -27,6 +27,10 @@ export interface ApiAppOptions {
   lifecycle: NodeLifecycle;
   /** KAS_TRACE_UI_URL, for the dashboard's trace links. */
   traceUiUrl: string | undefined;
+  /** KAS_MAX_REQUEST_BODY and KAS_BODY_TIMEOUT. */
+  bodies: BodyLimits;
+  /** KAS_MAX_WATCHES_PER_TOKEN. */
+  streams: StreamsPerToken;
 }
 
 interface Locals {
@@ -78,25 +82,6 @@ export function errorMiddleware(log: Logger, capabilities: ReadonlyMap<string, S
     log.error({ err: error, trace_id: res.locals.traceId }, 'request failed unexpectedly');
     sendError(res, new KasError('bad_gateway', 'kas failed to handle the request; see the kas logs for this trace id'), body);
   };
-}
-
-/** The caller's body, refused past REQUEST_BODY_MAX_BYTES (Prometheus form posts are small). */
-export async function readBody(req: Request): Promise<Buffer | undefined> {
-  if (req.method !== 'POST') return undefined;
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > REQUEST_BODY_MAX_BYTES) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.byteLength;
-    if (size > REQUEST_BODY_MAX_BYTES) throw tooLarge();
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
-
-function tooLarge(): KasError {
-  return new KasError('payload_too_large', `request bodies above ${REQUEST_BODY_MAX_BYTES} bytes are refused`);
 }
 
 function describeReplica(info: ReplicaInfo) {
@@ -190,9 +175,10 @@ export function createApiApp(o: ApiAppOptions): express.Express {
       rawPath: url.rawPath,
       query: url.query,
       headers: req.headers,
-      readBody: () => readBody(req),
+      readBody: () => o.bodies.read(req),
       sub: locals(res).caller.sub,
       requestTimeoutMs: o.requestTimeoutMs,
+      holdStream: () => o.streams.hold(credentialFromHeader(req.headers.authorization) ?? '', (release) => res.once('close', release)),
     };
     try {
       await capability.serve(request, reply);

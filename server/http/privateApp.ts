@@ -10,7 +10,8 @@ import type { ServerCapability } from '../modules/capability.ts';
 import { NOT_HERE_HEADER } from '../routing/forward.ts';
 import { type AgentRouter, NotHereError } from '../routing/router.ts';
 import { parseAgentUrl } from './agentUrl.ts';
-import { closeWhileDraining, errorBodyFor, errorMiddleware, readBody, traceMiddleware } from './apiApp.ts';
+import { closeWhileDraining, errorBodyFor, errorMiddleware, traceMiddleware } from './apiApp.ts';
+import type { BodyLimits } from './edgeLimits.ts';
 import { KasError, sendError } from './errors.ts';
 import { HttpReply } from './reply.ts';
 
@@ -21,6 +22,7 @@ export interface PrivateAppOptions {
   maxTimeoutMs: number;
   log: Logger;
   lifecycle: NodeLifecycle;
+  bodies: BodyLimits;
 }
 
 export function createPrivateApp(o: PrivateAppOptions): express.Express {
@@ -75,7 +77,7 @@ export function createPrivateApp(o: PrivateAppOptions): express.Express {
       rawPath: url.rawPath,
       query: url.query,
       headers: req.headers,
-      readBody: () => readBody(req),
+      readBody: () => o.bodies.read(req),
       sub: claims.sub,
       requestTimeoutMs: timeoutMs,
     });
