@@ -18,6 +18,7 @@ import { close, listen } from './http/listen.ts';
 import { createServer, reloadTlsOnChange } from './http/tls.ts';
 import { createPrivateApp } from './http/privateApp.ts';
 import { createUiServer } from './http/ui.ts';
+import { answerOtherUpgrades, refuseConnect } from './http/upgrades.ts';
 import { UI_NAMESPACE } from '../protocol/ui.ts';
 import { NodeLifecycle } from './lifecycle.ts';
 import { createCapabilities } from './modules/index.ts';
@@ -27,7 +28,7 @@ import { Peers } from './routing/peers.ts';
 import { connectRedis } from './routing/redis.ts';
 import { AgentRegistry } from './routing/registry.ts';
 import { AgentRouter } from './routing/router.ts';
-import { agentRoom, createAgentServer } from './tunnel/agentServer.ts';
+import { agentRoom, createAgentServer, refusePlainHttp } from './tunnel/agentServer.ts';
 
 /** A draining node serves at least this long: load balancers take a readiness poll or two to notice. */
 const DRAIN_MINIMUM_MS = 2_000;
@@ -88,20 +89,17 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   const edge = serverOptions(config);
   const bodies = new BodyLimits(config, limitMetrics);
   const streams = new StreamsPerToken(config.maxWatchesPerToken, limitMetrics);
-  const apiServer = createServer(
-    config.apiTls,
-    createApiApp({ apiSecret, tokens, registry, capabilities, requestTimeoutMs: config.requestTimeoutMs, metrics, log, lifecycle, traceUiUrl: config.traceUiUrl, bodies, streams }),
-    edge,
-  );
+  const apiApp = createApiApp({ apiSecret, tokens, registry, capabilities, requestTimeoutMs: config.requestTimeoutMs, metrics, log, lifecycle, traceUiUrl: config.traceUiUrl, bodies, streams });
+  const apiServer = createServer(config.apiTls, apiApp, edge);
   const uiIo = createUiServer({ httpServer: apiServer, apiSecret, registry, capabilities, log });
-  const privateServer = http.createServer(
-    edge,
-    createPrivateApp({ privateSecret, router, capabilities, maxTimeoutMs: config.requestTimeoutMs, log, lifecycle, bodies }),
-  );
-  for (const [port, server] of [['api', apiServer], ['private', privateServer]] as const) {
+  const privateApp = createPrivateApp({ privateSecret, router, capabilities, maxTimeoutMs: config.requestTimeoutMs, log, lifecycle, bodies });
+  const privateServer = http.createServer(edge, privateApp);
+  for (const [port, server, app] of [['api', apiServer, apiApp], ['private', privateServer, privateApp]] as const) {
     answerClientErrors(server, { errorBodyFor: (url) => errorBodyFor(capabilities, url), metrics: limitMetrics, log, port });
+    answerOtherUpgrades(server, app, refuseConnect);
   }
   const agentHttp = createServer(config.agentTls, undefined, { headersTimeout: config.headerTimeoutMs, requestTimeout: config.headerTimeoutMs, connectionsCheckingInterval: 1_000 });
+  answerOtherUpgrades(agentHttp, refusePlainHttp);
   const stopTlsReload = reloadTlsOnChange({ servers: { api: apiServer, agent: agentHttp }, tokens, log });
 
   let membership: ClusterMembership | undefined;

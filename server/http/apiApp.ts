@@ -66,6 +66,30 @@ export function closeWhileDraining(lifecycle: NodeLifecycle) {
   };
 }
 
+/**
+ * A request head that can be read only one way. Node keeps the first of several Authorization
+ * or Host headers and drops the rest, where a proxy in front may keep the last: which one a
+ * request means is not for kas to guess. HTTP/1.1 needs its Host (RFC 9112), and Node's parser
+ * takes an `HTTP/2.0` request line that no HTTP/2 client sends.
+ */
+export function checkRequestHead(req: Request, _res: Response, next: NextFunction): void {
+  if (req.httpVersionMajor !== 1) {
+    return next(new KasError('bad_request', `HTTP/${req.httpVersion} is not spoken here; send HTTP/1.1`));
+  }
+  let authorization = 0;
+  let host = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 13 && name.toLowerCase() === 'authorization') authorization++;
+    else if (name.length === 4 && name.toLowerCase() === 'host') host++;
+  }
+  if (authorization > 1) return next(new KasError('bad_request', `the request has more than one Authorization header (${authorization}); send one`));
+  if (host > 1) return next(new KasError('bad_request', `the request has more than one Host header (${host}); send one`));
+  if (host === 0 && req.httpVersionMinor === 1) return next(new KasError('bad_request', 'an HTTP/1.1 request needs a Host header'));
+  next();
+}
+
 /** The language errors are answered in under a URL: its capability's, else kas's own. */
 export function errorBodyFor(capabilities: ReadonlyMap<string, ServerCapability>, url: string): ErrorBody {
   const capability = capabilities.get(parseAgentUrl(url)?.capability ?? '');
@@ -98,8 +122,11 @@ export function createApiApp(o: ApiAppOptions): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // `/API/v1/agents` is no route of kas's: paths are case-sensitive, as the upstreams' are.
+  app.set('case sensitive routing', true);
   app.use(traceMiddleware);
   app.use(closeWhileDraining(o.lifecycle));
+  app.use(checkRequestHead);
 
   app.use('/api', async (req, res, next) => {
     try {

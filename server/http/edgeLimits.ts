@@ -26,6 +26,8 @@ export interface EdgeLimits {
 export function serverOptions(limits: EdgeLimits): ServerOptions {
   return {
     maxHeaderSize: limits.maxHeaderBytes,
+    // Checked by kas itself (checkRequestHead), so that the answer says so in the caller's language.
+    requireHostHeader: false,
     headersTimeout: limits.headerTimeoutMs,
     requestTimeout: limits.headerTimeoutMs + limits.bodyTimeoutMs,
     // How often Node looks for connections past those bounds (its default is 30 s).

@@ -46,7 +46,7 @@ interface SocketData {
 const CONNECT_TIMEOUT_MS = 10_000;
 
 /** Answers plain HTTP on the agent port: it is no API, and saying so beats silence. */
-function refusePlainHttp(_req: http.IncomingMessage, res: http.ServerResponse): void {
+export function refusePlainHttp(_req: http.IncomingMessage, res: http.ServerResponse): void {
   const body = JSON.stringify({
     error: {
       code: 'bad_request',
@@ -67,6 +67,8 @@ export function createAgentServer(o: AgentServerOptions): Server {
     pingInterval: 10_000,
     pingTimeout: 10_000,
     connectTimeout: CONNECT_TIMEOUT_MS,
+    // Upgrade requests for other paths get the plain-HTTP answer (serve.ts), not a silent close.
+    destroyUpgrade: false,
     // A dropped agent must not come back as the same socket with stale state.
     connectionStateRecovery: undefined,
   });

@@ -1,0 +1,3 @@
+import type { HttpCase } from './case.ts';
+
+export const privateCases: HttpCase[] = [];
