@@ -18,7 +18,7 @@ import { close, listen } from './http/listen.ts';
 import { createServer, reloadTlsOnChange } from './http/tls.ts';
 import { createPrivateApp } from './http/privateApp.ts';
 import { createUiServer } from './http/ui.ts';
-import { answerOtherUpgrades, refuseConnect } from './http/upgrades.ts';
+import { answerEveryRequest, refuseConnect } from './http/upgrades.ts';
 import { UI_NAMESPACE } from '../protocol/ui.ts';
 import { NodeLifecycle } from './lifecycle.ts';
 import { createCapabilities } from './modules/index.ts';
@@ -96,10 +96,10 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   const privateServer = http.createServer(edge, privateApp);
   for (const [port, server, app] of [['api', apiServer, apiApp], ['private', privateServer, privateApp]] as const) {
     answerClientErrors(server, { errorBodyFor: (url) => errorBodyFor(capabilities, url), metrics: limitMetrics, log, port });
-    answerOtherUpgrades(server, app, refuseConnect);
+    answerEveryRequest(server, app, refuseConnect);
   }
   const agentHttp = createServer(config.agentTls, undefined, { headersTimeout: config.headerTimeoutMs, requestTimeout: config.headerTimeoutMs, connectionsCheckingInterval: 1_000 });
-  answerOtherUpgrades(agentHttp, refusePlainHttp);
+  answerEveryRequest(agentHttp, refusePlainHttp);
   const stopTlsReload = reloadTlsOnChange({ servers: { api: apiServer, agent: agentHttp }, tokens, log });
 
   let membership: ClusterMembership | undefined;

@@ -35,10 +35,10 @@ export function serverOptions(limits: EdgeLimits): ServerOptions {
   };
 }
 
-/** The request target of the first line of what the parser choked on, when it is there. */
+/** The request target (its first 8 KiB) when what the parser choked on starts with the request line. */
 function requestTarget(raw: Buffer | undefined): string {
-  const line = raw?.subarray(0, 8192).toString('latin1').split(/\r?\n/, 1)[0] ?? '';
-  return /^[A-Z]+ (\/\S*) HTTP\/1\.[01]$/.exec(line)?.[1] ?? '/';
+  const start = raw?.subarray(0, 8192).toString('latin1') ?? '';
+  return /^[A-Z]+ (\/[^\s]*)/.exec(start)?.[1] ?? '/';
 }
 
 type ClientError = NodeJS.ErrnoException & { rawPacket?: Buffer; reason?: string };

@@ -71,7 +71,8 @@ export function createPrivateApp(o: PrivateAppOptions): express.Express {
       }),
     );
     const asked = Number(req.headers['x-kas-timeout-ms'] ?? o.maxTimeoutMs);
-    const timeoutMs = Number.isFinite(asked) && asked >= 0 ? Math.min(asked, o.maxTimeoutMs) : o.maxTimeoutMs;
+    // 0 would mean unbounded: streams are unbounded by their capability's rule, not by what a header says.
+    const timeoutMs = Number.isFinite(asked) && asked > 0 ? Math.min(asked, o.maxTimeoutMs) : o.maxTimeoutMs;
     const request = await capability.check({
       agentId: url.agentId,
       method: req.method,

@@ -1,5 +1,5 @@
 // Requests Node does not hand to the request listener: connection upgrades (`Upgrade:`) on a port
-// whose socket.io takes upgrades, and CONNECT. socket.io takes its own path's upgrades; without
+// whose socket.io takes upgrades, CONNECT, and an Expect other than 100-continue. socket.io takes its own path's upgrades; without
 // this, every other upgrade request would hang until socket.io dropped it a second later, with
 // no answer, and a CONNECT would be closed. Here they are answered as ordinary requests by the
 // port's own handler (which sees the Upgrade header like any other: the Kubernetes allow-list
@@ -19,8 +19,13 @@ export const refuseConnect: RequestListener = (_req, res) => {
   res.end(body);
 };
 
-/** Answers upgrade requests for paths other than socket.io's with `handler`, and CONNECT with `connect`. */
-export function answerOtherUpgrades(server: Server, handler: RequestListener, connect: RequestListener = handler): void {
+/**
+ * Answers upgrade requests for paths other than socket.io's with `handler`, CONNECT with
+ * `connect`, and requests whose Expect is not 100-continue with `handler` as if it were not there
+ * (RFC 9110 lets a server ignore it; Node would answer a bare 417).
+ */
+export function answerEveryRequest(server: Server, handler: RequestListener, connect: RequestListener = handler): void {
+  server.on('checkExpectation', handler);
   const answer = (req: IncomingMessage, socket: Duplex, head: Buffer, listener: RequestListener) => {
     if (head.byteLength > 0) socket.unshift(head);
     const res = new ServerResponse(req);

@@ -13,6 +13,7 @@ const HASHES: Record<string, string> = { HS256: 'sha256', HS384: 'sha384', HS512
 
 /** The text of a token spec, signed with the target's secrets (or forged without them). */
 export function tokenText(target: HostileTarget, spec: TokenSpec, audience: 'api' | 'private' = 'api'): string {
+  if (spec === 'api-token') return target.token;
   if (spec === 'valid') return audience === 'api' ? target.token : tokenText(target, { key: 'private' });
   if ('literal' in spec) return spec.literal;
   const now = Math.floor(Date.now() / 1000);
@@ -78,6 +79,7 @@ function authLine(target: HostileTarget, auth: AuthSpec | null | undefined, port
 function fill(target: HostileTarget, text: string): string {
   return text
     .replaceAll('{auth}', authLine(target, undefined, 'api'))
+    .replaceAll('{privauth}', authLine(target, undefined, 'private'))
     .replaceAll('{token}', target.token)
     .replaceAll('{prom}', PROM)
     .replaceAll('{kube}', KUBE)
@@ -177,7 +179,9 @@ export async function runCase(target: HostileTarget, c: HttpCase, path: string):
   const mark = target.mark();
   const expect = c.expect;
   const waitMs = 'closed' in expect ? (expect.withinMs ?? 3_000) + 1_000 : Math.max(5_000, (expect.withinMs ?? 0) + 1_000);
-  const answer = await exchange(port, requestBytes(target, c, path), { timeoutMs: waitMs, head: (c.method ?? 'GET') === 'HEAD' });
+  // A case that says the connection closes waits for the close, not just for quiet.
+  const idleMs = 'closes' in expect && expect.closes ? waitMs : undefined;
+  const answer = await exchange(port, requestBytes(target, c, path), { timeoutMs: waitMs, idleMs, head: (c.method ?? 'GET') === 'HEAD' });
   // An upstream may log a request a moment after kas answered (a refused body still streaming).
   const seen = target.headersSince(mark);
   try {

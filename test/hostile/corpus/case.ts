@@ -11,8 +11,10 @@ export const EVERY_LANGUAGE = ['/api/v1/agents/good', `${PROM}/api/v1/query?quer
 
 /** A JWT as a case describes it; the runner signs (or forges) it when the case runs. */
 export type TokenSpec =
-  /** An API token for the agents the family's node serves, as `kas token issue` makes them. */
+  /** A valid token for the port: an API token for agent good, as `kas token issue` makes them (a kas-to-kas token on the private port). */
   | 'valid'
+  /** The valid API token, whatever the port. */
+  | 'api-token'
   | {
       /** Which secret signs it: kas's API secret, its kas-to-kas secret, or one kas never saw. */
       key: 'api' | 'private' | 'stranger' | 'empty';
@@ -108,7 +110,7 @@ export interface HttpCase {
   body?: string;
   /**
    * The whole request as written, instead of the above: placeholders `{auth}` (an Authorization
-   * header line for a valid token), `{token}`, `{prom}` and `{kube}` (the agent's base paths).
+   * header line for a valid token), `{privauth}` (one with a kas-to-kas token), `{token}`, `{prom}` and `{kube}` (the agent's base paths).
    */
   raw?: readonly RawPiece[];
   /** Runs beside the others rather than in turn: it takes a while (a timeout) and reaches nothing. */

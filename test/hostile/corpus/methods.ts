@@ -90,7 +90,7 @@ export const methodCases: HttpCase[] = [
   // Node reads a request line without a version as HTTP/0.9; kas speaks HTTP/1.x only.
   { name: 'an HTTP/0.9 request line', raw: ['GET /api/v1/agents\r\n\r\n'], expect: { status: 400, body: 'kas', message: /HTTP\/0\.9 is not spoken here/ } },
   { name: 'HTTP/2.0 on the request line', raw: [`GET {prom}/api/v1/query?query=up HTTP/2.0\r\nHost: x\r\n{auth}\r\n`], expect: { status: 400, body: 'prometheus', message: /HTTP\/2\.0 is not spoken here/ } },
-  { name: 'HTTP/3.0 on the request line', raw: [`GET {prom}/api/v1/query?query=up HTTP/3.0\r\nHost: x\r\n{auth}\r\n`], expect: notHttp },
+  { name: 'HTTP/3.0 on the request line', raw: [`GET {prom}/api/v1/query?query=up HTTP/3.0\r\nHost: x\r\n{auth}\r\n`], expect: { ...notHttp, body: 'prometheus' } },
   { name: 'the HTTP/2 connection preface', raw: ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'], expect: notHttp },
   { name: 'a TLS ClientHello on the plain-HTTP API port', raw: ['\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03'], expect: notHttp },
   { name: 'a request line of binary garbage', raw: ['\x00\x01\x02\x03\xff\xfe\r\n\r\n'], expect: notHttp },
