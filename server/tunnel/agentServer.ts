@@ -69,6 +69,11 @@ export function createAgentServer(o: AgentServerOptions): Server {
     connectTimeout: CONNECT_TIMEOUT_MS,
     // Upgrade requests for other paths get the plain-HTTP answer (serve.ts), not a silent close.
     destroyUpgrade: false,
+    // Refused before the WebSocket opens: engine.io would open it, then write a 400 into it.
+    allowRequest: (req, callback) => {
+      const ok = new URL(req.url ?? '/', 'http://agent-port').searchParams.get('EIO') === '4';
+      callback(ok ? null : 'kas speaks engine.io protocol 4 (socket.io 4) only', ok);
+    },
     // A dropped agent must not come back as the same socket with stale state.
     connectionStateRecovery: undefined,
   });

@@ -5,13 +5,20 @@
 // upstreams' logs tell what reached them); the nodes run side by side.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { io as ioClient } from 'socket.io-client';
+import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
+import { RATE_LIMITED } from '../../server/tunnel/agentServer.ts';
+import { FULL_LINES_PER_KIND } from '../../server/tunnel/logThrottle.ts';
+import { metricSum } from '../support/metrics.ts';
+import { waitFor } from '../support/procs.ts';
 import type { HttpCase } from './corpus/case.ts';
+import { agentPortHandshakeCases, agentPortHttpCases } from './corpus/agentPort.ts';
 import { headerCases } from './corpus/headers.ts';
 import { methodCases } from './corpus/methods.ts';
 import { pathCases } from './corpus/paths.ts';
 import { privateCases } from './corpus/private.ts';
 import { tokenCases } from './corpus/tokens.ts';
-import { expand, runCase } from './runner.ts';
+import { expand, runCase, runHandshakeCase } from './runner.ts';
 import { startHostileTarget, type HostileTarget } from './target.ts';
 
 /** Short bounds, so that the slow cases (a body that never ends) are answered quickly. */
@@ -62,7 +69,98 @@ describe('hostile input', { concurrency: true }, () => {
     family('the private port', privateCases, () => target);
     test('the node is still up and serving', async () => assertServing(target));
   });
+
+  describe('on the agent port', { concurrency: 1 }, () => {
+    let target: HostileTarget;
+    let probeToken: string;
+    before(async () => {
+      target = await startHostileTarget({ env: ENV });
+      probeToken = await target.cluster.registerAgent('probe');
+    });
+    after(async () => target?.stop());
+    family('plain HTTP and broken upgrades', agentPortHttpCases, () => target);
+    describe(`handshakes and what follows them (${agentPortHandshakeCases.length} cases)`, { concurrency: 1 }, () => {
+      for (const c of agentPortHandshakeCases) {
+        test(c.name, () => runHandshakeCase(target.node.agentUrl, c, { agentToken: probeToken, apiToken: target.token }));
+      }
+    });
+    test('a storm of 300 bogus handshakes at once: refused for rate beyond KAS_AGENT_CONNECT_RATE, the rest as unauthorized, counted, logged within a budget; agents and callers are still served', async () => {
+      const since = new Date().toISOString();
+      const metrics = target.node.observabilityUrl;
+      const before = { rate: await metricSum(metrics, 'kas_limit_refusals_total', { limit: 'agent_connect_rate' }), unauthorized: await metricSum(metrics, 'kas_agent_connections_refused_total', { reason: 'unauthorized' }) };
+      const outcomes = await attempts(target.node.agentUrl, 300, () => ({ token: `kasat_${'Z'.repeat(43)}`, replica: 'storm' }));
+      assert.equal(outcomes.connected, 0);
+      assert.equal(outcomes.other, 0, JSON.stringify(outcomes));
+      // The node's bucket holds 100 (KAS_AGENT_CONNECT_RATE): at least the rest of the 300 are refused for rate.
+      assert.ok(outcomes.rateLimited >= 150, JSON.stringify(outcomes));
+      assert.equal(outcomes.rateLimited + outcomes.unauthorized, 300);
+      await waitFor(async () => (await metricSum(metrics, 'kas_limit_refusals_total', { limit: 'agent_connect_rate' })) - before.rate === outcomes.rateLimited, { what: 'the rate refusals counted' });
+      assert.equal((await metricSum(metrics, 'kas_agent_connections_refused_total', { reason: 'unauthorized' })) - before.unauthorized, outcomes.unauthorized);
+      const lines = linesOf(target, since, (e) => String(e.msg).startsWith('refused an agent connection'));
+      assert.ok(lines <= 2 * FULL_LINES_PER_KIND, `${lines} log lines for 300 refusals`);
+      await assertServing(target);
+      assert.ok(target.good.proc.output().match(/connected to kas"/g)!.length === 1, 'the agent stayed connected all along');
+    });
+
+    test('connections with one agent token past KAS_AGENT_CONNECT_RATE_PER_AGENT are refused for rate, and agentk backs off and connects once they stop', async () => {
+      const auth = () => ({ token: probeToken, replica: `probe-${Math.random()}`, capabilities: ['prometheus'] });
+      const burst = await attempts(target.node.agentUrl, 12, auth);
+      assert.ok(burst.connected >= 1 && burst.connected <= 6, JSON.stringify(burst));
+      assert.equal(burst.rateLimited, 12 - burst.connected, JSON.stringify(burst));
+      // Keep the agent's bucket empty while a real agentk starts: it is refused, backs off, retries.
+      let storming = true;
+      const storm = (async () => {
+        while (storming) await attempts(target.node.agentUrl, 3, auth);
+      })();
+      const agentk = await target.cluster.startAgent({ id: 'probe', token: probeToken, prometheusUrl: target.prometheus.url, waitConnected: false, env: { LOG_LEVEL: 'info' } });
+      try {
+        await agentk.proc.waitForLine((line) => line.includes('could not connect to kas') && line.includes('rate limited'), 15_000);
+        storming = false;
+        await storm;
+        await agentk.proc.waitForLine(/connected to kas"/, 15_000);
+      } finally {
+        storming = false;
+        await agentk.proc.stop();
+      }
+    });
+
+    test('the node is still up and serving', async () => assertServing(target));
+  });
 });
+
+/** Lines a node logged since `since` that match. */
+function linesOf(target: HostileTarget, since: string, match: (entry: Record<string, unknown>) => boolean): number {
+  let count = 0;
+  for (const line of target.node.proc.output().split('\n')) {
+    try {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      if (String(entry.time) >= since && match(entry)) count++;
+    } catch {
+      // not a log line
+    }
+  }
+  return count;
+}
+
+/** `count` socket.io handshakes at once; how each ended. */
+async function attempts(agentUrl: string, count: number, auth: () => Record<string, unknown>): Promise<{ connected: number; rateLimited: number; unauthorized: number; other: number }> {
+  const outcomes = { connected: 0, rateLimited: 0, unauthorized: 0, other: 0 };
+  await Promise.all(
+    Array.from({ length: count }, async () => {
+      const socket = ioClient(agentUrl, { transports: ['websocket'], reconnection: false, forceNew: true, timeout: 10_000, auth: { version: 'storm', protocol: PROTOCOL_VERSION, ...auth() } });
+      const outcome = await new Promise<string>((resolve) => {
+        socket.once('connect', () => resolve('connected'));
+        socket.once('connect_error', (error) => resolve(error.message));
+      });
+      socket.close();
+      if (outcome === 'connected') outcomes.connected++;
+      else if (outcome === RATE_LIMITED) outcomes.rateLimited++;
+      else if (outcome === 'unauthorized') outcomes.unauthorized++;
+      else outcomes.other++;
+    }),
+  );
+  return outcomes;
+}
 
 async function assertServing(target: HostileTarget): Promise<void> {
   assert.equal(target.node.proc.exitStatus, undefined, `kas died\n${target.node.proc.describe()}`);

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { parseAgentUrl } from '../../server/http/agentUrl.ts';
-import { type AnswerExpectation, type AuthSpec, type HttpCase, KUBE, type Language, type Mangle, PROM, type RawPiece, type TokenSpec } from './corpus/case.ts';
+import { io as ioClient } from 'socket.io-client';
+import { type AnswerExpectation, type AuthSpec, type HandshakeCase, type HttpCase, KUBE, type Language, type Mangle, PROM, type RawPiece, type TokenSpec } from './corpus/case.ts';
 import type { HostileTarget } from './target.ts';
 import { exchange, type WireAnswer, type WireChunk, type WireResponse } from './wire.ts';
 
@@ -211,4 +212,54 @@ export function expand(cases: readonly HttpCase[]): { c: HttpCase; path: string;
     const paths = c.paths ?? [c.path ?? '/'];
     return paths.map((path) => ({ c, path, title: paths.length > 1 || c.raw ? `${c.name} — ${c.raw ? 'raw' : path.slice(0, 120)}` : `${c.name} — ${path.slice(0, 120)}` }));
   });
+}
+
+/** `{agentToken}` and `{apiToken}` in the strings of a handshake's auth, filled in. */
+function fillAuth(value: unknown, tokens: { agentToken: string; apiToken: string }): unknown {
+  if (typeof value === 'string') return value.replaceAll('{agentToken}', tokens.agentToken).replaceAll('{apiToken}', tokens.apiToken);
+  if (Array.isArray(value)) return value.map((v) => fillAuth(v, tokens));
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined).map(([k, v]) => [k, fillAuth(v, tokens)]));
+  return value;
+}
+
+/** Runs one handshake case against an agent port; `agentToken` is a registered agent's token. */
+export async function runHandshakeCase(agentUrl: string, c: HandshakeCase, tokens: { agentToken: string; apiToken: string }): Promise<void> {
+  if (c.frames) return runFrames(agentUrl, c);
+  const socket = ioClient(`${agentUrl}${c.namespace ?? ''}`, {
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    timeout: 5_000,
+    ...(c.auth === undefined ? {} : { auth: fillAuth(c.auth, tokens) as Record<string, unknown> }),
+  });
+  try {
+    const outcome = await new Promise<{ connected: true } | { error: string }>((resolve) => {
+      socket.once('connect', () => resolve({ connected: true }));
+      socket.once('connect_error', (error) => resolve({ error: error.message }));
+    });
+    if ('connected' in c.expect) assert.deepEqual(outcome, { connected: true });
+    else if ('connectError' in c.expect) {
+      assert.ok('error' in outcome, 'a connect_error, not a connection');
+      assert.match(outcome.error, c.expect.connectError);
+    }
+  } finally {
+    socket.close();
+  }
+}
+
+/** Raw engine.io frames on a bare WebSocket, after the engine's open packet. */
+async function runFrames(agentUrl: string, c: HandshakeCase): Promise<void> {
+  const ws = new WebSocket(`${agentUrl}/socket.io/?EIO=4&transport=websocket`);
+  ws.binaryType = 'arraybuffer';
+  const closed = new Promise<number>((resolve) => ws.addEventListener('close', () => resolve(performance.now())));
+  await new Promise<void>((resolve, reject) => {
+    ws.addEventListener('message', () => resolve(), { once: true });
+    ws.addEventListener('error', () => reject(new Error('the WebSocket did not open')), { once: true });
+  });
+  const sent = performance.now();
+  for (const frame of c.frames!) ws.send(frame);
+  const within = 'closedWithin' in c.expect ? c.expect.closedWithin : 2_000;
+  const closedAt = await Promise.race([closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), within + 500))]);
+  ws.close();
+  assert.ok(closedAt !== undefined && closedAt - sent <= within, `kas did not close the WebSocket within ${within} ms`);
 }

@@ -117,3 +117,17 @@ export interface HttpCase {
   slow?: boolean;
   expect: Expectation;
 }
+
+/**
+ * An agent's connection attempt on the agent port: a socket.io handshake (its `auth`, with
+ * `{agentToken}` standing for a registered agent's token), or raw WebSocket messages once the
+ * WebSocket is open. kas answers with a connection, a `connect_error`, or by closing it.
+ */
+export interface HandshakeCase {
+  name: string;
+  auth?: unknown;
+  namespace?: string;
+  /** Instead of a socket.io client: these engine.io messages on a bare WebSocket (text, or binary). */
+  frames?: readonly (string | Uint8Array)[];
+  expect: { connected: true } | { connectError: RegExp } | { closedWithin: number };
+}
