@@ -8,6 +8,7 @@ import {
   type AgentErrorCode,
   type AgentMessage,
   CHUNK_MAX_BYTES,
+  describeRefusal,
   INITIAL_CREDIT_BYTES,
   type KasMessage,
   readAgentMessages,
@@ -35,6 +36,15 @@ export class TunnelStreamError extends Error {
 }
 
 export type OutgoingRequest = Omit<TunnelRequest, 'type' | 'id' | 'credit'>;
+
+/** One label object per kind, made once: a flood adds to the counter without making any. */
+const DROPPED_LABELS: Record<DroppedKind, { kind: DroppedKind }> = {
+  malformed: { kind: 'malformed' },
+  malformed_batch: { kind: 'malformed_batch' },
+  unknown_request: { kind: 'unknown_request' },
+  late: { kind: 'late' },
+  protocol_violation: { kind: 'protocol_violation' },
+};
 
 /** Credit is returned in batches so that small chunks do not each cost a message. */
 const CREDIT_BATCH_BYTES = 4 * CHUNK_MAX_BYTES;
@@ -321,15 +331,18 @@ export class AgentConnection implements TunnelConnection, StreamSink {
 
   #onEvent(raw: unknown): void {
     const { messages, refused, batchError } = readAgentMessages(raw);
-    if (batchError) this.#drop('malformed_batch', 'warn', { batch: batchError }, 'refused a malformed message from agent');
-    for (const issues of refused) this.#drop('malformed', 'warn', { issues }, 'refused a malformed message from agent');
+    if (batchError) this.#drop('malformed_batch', 'warn', () => ({ batch: batchError }), 'refused a malformed message from agent');
+    for (const entry of refused) this.#drop('malformed', 'warn', () => ({ issues: describeRefusal(entry) }), 'refused a malformed message from agent');
     for (const message of messages) this.#onMessage(message);
   }
 
-  /** Counts what the agent sent that kas drops, and logs it within the agent's log budget. */
-  #drop(kind: DroppedKind, level: 'warn' | 'debug', fields: Record<string, unknown>, message: string): void {
-    this.#metrics.agentMessagesDropped.add(1, { kind });
-    this.#load.complaints.note(kind, level, { ...fields, replica: this.info.replica }, message);
+  /**
+   * Counts what the agent sent that kas drops, and logs it within the agent's log budget. A flood
+   * of them must cost little: `fields` is made only for a line that is logged.
+   */
+  #drop(kind: DroppedKind, level: 'warn' | 'debug', fields: () => Record<string, unknown>, message: string): void {
+    this.#metrics.agentMessagesDropped.add(1, DROPPED_LABELS[kind]);
+    this.#load.complaints.note(kind, level, () => ({ ...fields(), replica: this.info.replica }), message);
   }
 
   #onMessage(message: AgentMessage): void {
@@ -337,7 +350,7 @@ export class AgentConnection implements TunnelConnection, StreamSink {
     if (!stream) {
       // Late answers to cancelled requests land here too; an id never issued is a rogue agent.
       const never = message.id >= this.#nextId;
-      this.#drop(never ? 'unknown_request' : 'late', never ? 'warn' : 'debug', { requestId: message.id, type: message.type }, 'agent answered a request it was not sent');
+      this.#drop(never ? 'unknown_request' : 'late', never ? 'warn' : 'debug', () => ({ requestId: message.id, type: message.type }), 'agent answered a request it was not sent');
       return;
     }
     let violation: string | undefined;
@@ -349,7 +362,7 @@ export class AgentConnection implements TunnelConnection, StreamSink {
     }
     if (violation) {
       // One line each: a violation fails a request kas sent, so there are never more of them than requests.
-      this.#metrics.agentMessagesDropped.add(1, { kind: 'protocol_violation' });
+      this.#metrics.agentMessagesDropped.add(1, DROPPED_LABELS.protocol_violation);
       this.#log.warn({ requestId: message.id, violation }, 'agent broke the tunnel protocol; failing that request');
       stream.fail(new TunnelStreamError('protocol_violation', `the agent broke the tunnel protocol: ${violation}`));
       this.send({ type: 'cancel', id: stream.id, reason: 'protocol violation' });

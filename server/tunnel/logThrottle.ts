@@ -25,14 +25,17 @@ export class LogThrottle {
     this.#intervalMs = intervalMs;
   }
 
-  /** One occurrence of `kind`: logged in full while few, else counted for the summary. */
-  note(kind: string, level: Level, fields: Record<string, unknown>, message: string): void {
+  /**
+   * One occurrence of `kind`: logged in full while few, else counted for the summary. `fields`
+   * may be a function: it is called only for a line that is logged.
+   */
+  note(kind: string, level: Level, fields: Record<string, unknown> | (() => Record<string, unknown>), message: string): void {
     let count = this.#counts.get(kind);
     if (!count) this.#counts.set(kind, (count = { total: 0, logged: 0, level }));
     count.total++;
     if (count.logged < FULL_LINES_PER_KIND) {
       count.logged++;
-      this.#log[level]({ ...fields, kind }, message);
+      this.#log[level]({ ...(typeof fields === 'function' ? fields() : fields), kind }, message);
     }
     if (!this.#timer) {
       this.#started = Date.now();

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { io as ioClient } from 'socket.io-client';
 import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
 import { RATE_LIMITED } from '../../server/tunnel/agentServer.ts';
-import { FULL_LINES_PER_KIND } from '../../server/tunnel/logThrottle.ts';
+import { FULL_LINES_PER_KIND, SUMMARY_INTERVAL_MS } from '../../server/tunnel/logThrottle.ts';
 import { metricSum } from '../support/metrics.ts';
 import { waitFor } from '../support/procs.ts';
 import type { HttpCase } from './corpus/case.ts';
@@ -18,7 +18,10 @@ import { methodCases } from './corpus/methods.ts';
 import { pathCases } from './corpus/paths.ts';
 import { privateCases } from './corpus/private.ts';
 import { tokenCases } from './corpus/tokens.ts';
-import { expand, runCase, runHandshakeCase } from './runner.ts';
+import { rogueCases } from './corpus/rogueAgent.ts';
+import { RogueAgent } from './rogue.ts';
+import { expand, runCase, runHandshakeCase, runRogueCase } from './runner.ts';
+import { KasCluster } from '../support/kas.ts';
 import { startHostileTarget, type HostileTarget } from './target.ts';
 
 /** Short bounds, so that the slow cases (a body that never ends) are answered quickly. */
@@ -126,10 +129,62 @@ describe('hostile input', { concurrency: true }, () => {
 
     test('the node is still up and serving', async () => assertServing(target));
   });
+
+  describe('a registered agent that misbehaves (two nodes: through the one holding it, and forwarded)', { concurrency: 1 }, () => {
+    let cluster: KasCluster;
+    let rogue: RogueAgent;
+    let token: string;
+    before(async () => {
+      cluster = await KasCluster.start({ nodes: 2, env: { KAS_REQUEST_TIMEOUT: '2s', LOG_LEVEL: 'info' } });
+      const rogueToken = await cluster.registerAgent('rogue');
+      token = await cluster.issueToken({ agents: ['rogue'] });
+      rogue = await RogueAgent.connect(cluster.nodes[0]!.agentUrl, rogueToken, 'rogue-0');
+      await cluster.waitForReplicas('rogue', 1, token, 1);
+    });
+    after(async () => {
+      rogue?.close();
+      await cluster?.stop();
+    });
+    describe(`its answers (${rogueCases.length * 2} cases, side by side)`, { concurrency: true }, () => {
+      rogueCases.forEach((c, i) => {
+        for (const [via, node] of [['its node', 0], ['forwarded', 1]] as const) {
+          test(`${c.name} — ${via}`, () => runRogueCase(Number(new URL(cluster.nodes[node]!.apiUrl).port), rogue, c, `${i}-${node}`, token));
+        }
+      });
+    });
+    test('60,000 unsolicited messages: every one counted, a handful of log lines, then one summary for the interval', async () => {
+      const node = cluster.nodes[0]!;
+      const since = new Date().toISOString();
+      const before = await metricSum(node.observabilityUrl, 'kas_agent_messages_dropped_total', { kind: 'unknown_request' });
+      for (let i = 0; i < 60_000; i += 64) rogue.send(Array.from({ length: Math.min(64, 60_000 - i) }, (_, j) => ({ type: 'end', id: 900_000_000 + i + j })));
+      await waitFor(async () => (await metricSum(node.observabilityUrl, 'kas_agent_messages_dropped_total', { kind: 'unknown_request' })) - before === 60_000, { timeoutMs: 20_000, what: '60,000 unsolicited messages counted' });
+      const lines = linesOf({ node }, since, (e) => e.msg === 'agent answered a request it was not sent');
+      assert.ok(lines >= 1 && lines <= FULL_LINES_PER_KIND, `${lines} lines for 60,000 messages`);
+      // The rest are in the interval's summary (one line per interval per agent), naming the agent.
+      const summarised = () => {
+        let total = 0;
+        for (const line of node.proc.output().split('\n')) {
+          try {
+            const entry = JSON.parse(line) as { time: string; msg: string; agent_id?: string; counts?: Record<string, number> };
+            if (entry.time >= since && entry.msg.startsWith('agent messages kas dropped or refused') && entry.agent_id === 'rogue') total += entry.counts?.unknown_request ?? 0;
+          } catch {
+            // not a log line
+          }
+        }
+        return total;
+      };
+      await waitFor(() => summarised() === 60_000, { timeoutMs: SUMMARY_INTERVAL_MS + 5_000, what: `summaries that account for the 60,000 (${summarised()} so far)` });
+      assert.equal(cluster.nodes[0]!.proc.exitStatus, undefined);
+    });
+
+    test('both nodes are still up', () => {
+      for (const node of cluster.nodes) assert.equal(node.proc.exitStatus, undefined, node.proc.describe());
+    });
+  });
 });
 
 /** Lines a node logged since `since` that match. */
-function linesOf(target: HostileTarget, since: string, match: (entry: Record<string, unknown>) => boolean): number {
+function linesOf(target: Pick<HostileTarget, 'node'>, since: string, match: (entry: Record<string, unknown>) => boolean): number {
   let count = 0;
   for (const line of target.node.proc.output().split('\n')) {
     try {

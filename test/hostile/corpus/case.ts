@@ -131,3 +131,37 @@ export interface HandshakeCase {
   frames?: readonly (string | Uint8Array)[];
   expect: { connected: true } | { connectError: RegExp } | { closedWithin: number };
 }
+
+/** What a rogue agent sends for a request, in turn (the request's id filled in). */
+export type RogueStep =
+  | { head: number; headers?: Record<string, string | string[]> }
+  | { data: string }
+  /** A chunk of this many bytes. */
+  | { dataBytes: number }
+  | 'end'
+  | { error: string; message?: string }
+  /** Any message, as it is, with `id` set to the request's. */
+  | { message: Record<string, unknown> }
+  | { waitMs: number };
+
+/**
+ * A registered agent that answers a request badly on purpose. The caller asks through the node
+ * holding the rogue and through another node (forwarded), and must get the same answer either way.
+ */
+export interface RogueCase {
+  name: string;
+  /** What the caller asks: a Prometheus query, a Kubernetes list, or a Kubernetes watch (a stream). */
+  ask: 'prometheus' | 'kubernetes' | 'watch';
+  script: readonly RogueStep[];
+  expect: {
+    status: number;
+    /** An error in the language of what was asked, or these exact bytes. */
+    body?: Language | 'language' | { exactly: string };
+    message?: RegExp;
+    /** How the answer ended: as its framing said (`clean`), or cut short. */
+    ended: 'clean' | 'cut';
+    headers?: Record<string, RegExp | null>;
+    withinMs?: number;
+    notBeforeMs?: number;
+  };
+}
