@@ -26,6 +26,37 @@ export type KubernetesTarget =
 /** Subresources that are not reads, whatever the verb: they open a shell, a tunnel or a proxy. */
 export const FORBIDDEN_SUBRESOURCES = new Set(['exec', 'attach', 'portforward', 'proxy']);
 
+/**
+ * The subresources that are reads (`kubectl logs`, `kubectl get --subresource=status|scale`),
+ * compared exactly: the API server's paths are case-sensitive, and anything else (`EXEC`,
+ * `exec;x`, `log/extra`) is not something kas and agentk know to be a read.
+ */
+export const READ_SUBRESOURCES: ReadonlySet<string> = new Set(['log', 'status', 'scale']);
+
+/**
+ * What a resource path asks for beyond the resource itself: nothing or a read subresource (`read`),
+ * one that opens a shell, tunnel or proxy in any spelling (`forbidden`: also a resource of that
+ * name, as the legacy `/api/v1/proxy/…` paths are), or one neither side knows (`unknown`).
+ */
+export function subresourceKind(target: Extract<KubernetesTarget, { kind: 'resource' }>): 'read' | 'forbidden' | 'unknown' {
+  const first = target.subresource?.split('/')[0];
+  if (FORBIDDEN_SUBRESOURCES.has(target.resource.toLowerCase())) return 'forbidden';
+  if (first === undefined) return 'read';
+  // `EXEC`, `exec;x`, `execute`: refused as the worst thing they could be read as.
+  const lower = first.toLowerCase();
+  if ([...FORBIDDEN_SUBRESOURCES].some((name) => lower.startsWith(name))) return 'forbidden';
+  return READ_SUBRESOURCES.has(target.subresource!) ? 'read' : 'unknown';
+}
+
+/**
+ * A decoded segment that still holds `%` was percent-encoded more than once (`%252e` is `%2e`
+ * after one decoding): a server or proxy that decodes again would see another path than the one
+ * judged, so both sides refuse it. No Kubernetes name or resource contains `%`.
+ */
+export function encodedMoreThanOnce(segments: readonly string[]): boolean {
+  return segments.some((segment) => segment.includes('%'));
+}
+
 export function readKubernetesPath(segments: readonly string[]): KubernetesTarget {
   const path = `/${segments.join('/')}`;
   const [root, ...rest] = segments;

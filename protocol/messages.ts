@@ -134,12 +134,32 @@ export const PackedBatchSchema = z.object({
   messages: z.array(z.unknown()).min(1).max(BATCH_MAX_MESSAGES),
 });
 
-const PackedDataSchema = z.object({
+/** A data entry of a packed batch: its chunk is `length` bytes of the batch's buffer from `offset`. */
+export const PackedDataSchema = z.object({
   type: z.literal('data'),
   id: requestId,
   offset: z.number().int().nonnegative(),
   length: z.number().int().positive().max(CHUNK_MAX_BYTES),
 });
+
+/** PackedDataSchema's rules by hand: every data entry of every packed batch is checked. */
+function isPackedData(entry: unknown): entry is { id: number; offset: number; length: number } {
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return false;
+  const e = entry as { type?: unknown; id?: unknown; offset?: unknown; length?: unknown };
+  return (
+    e.type === 'data' &&
+    typeof e.id === 'number' &&
+    Number.isSafeInteger(e.id) &&
+    e.id >= 0 &&
+    typeof e.offset === 'number' &&
+    Number.isSafeInteger(e.offset) &&
+    e.offset >= 0 &&
+    typeof e.length === 'number' &&
+    Number.isSafeInteger(e.length) &&
+    e.length > 0 &&
+    e.length <= CHUNK_MAX_BYTES
+  );
+}
 
 /** One message as it is, several as a packed batch with their small chunks in one buffer. */
 export function packMessages(messages: AgentMessage[]): unknown {
@@ -180,17 +200,19 @@ export function unpackMessages(raw: unknown): { messages: unknown[]; error?: str
     return { messages: raw };
   }
   if (typeof raw !== 'object' || raw === null || (raw as { type?: unknown }).type !== 'batch') return { messages: [raw] };
-  const batch = PackedBatchSchema.safeParse(raw);
-  if (!batch.success) return { messages: [], error: `a malformed batch: ${batch.error.issues[0]?.message ?? 'invalid'}` };
-  const { bytes: packed, messages } = batch.data;
+  const { bytes: packed, messages } = raw as { bytes?: unknown; messages?: unknown };
+  if (!(packed instanceof Uint8Array) || !Array.isArray(messages) || messages.length < 1 || messages.length > BATCH_MAX_MESSAGES) {
+    // The schema's words for what is wrong; the checks above are its rules.
+    const batch = PackedBatchSchema.safeParse(raw);
+    return { messages: [], error: `a malformed batch: ${batch.success ? 'invalid' : (batch.error.issues[0]?.message ?? 'invalid')}` };
+  }
   const out: unknown[] = [];
-  for (const entry of messages) {
-    const data = PackedDataSchema.safeParse(entry);
-    if (!data.success) {
+  for (const entry of messages as unknown[]) {
+    if (!isPackedData(entry)) {
       out.push(entry); // anything else is validated as a message of its own
       continue;
     }
-    const { id, offset, length } = data.data;
+    const { id, offset, length } = entry;
     if (offset + length > packed.byteLength) return { messages: [], error: `a batch entry beyond its ${packed.byteLength} bytes` };
     out.push(new UnpackedData(id, packed.subarray(offset, offset + length)));
   }
@@ -201,17 +223,23 @@ export function unpackMessages(raw: unknown): { messages: unknown[]; error?: str
 //
 // Every answer carries a head, data and an end, and every request one request message: zod is
 // correct but costs more than the rest of a small request's handling. These check the same rules
-// by hand for messages that pass; anything they do not accept goes through the schema, so a
-// refusal says exactly what zod says.
+// by hand (test/hostile/fuzz.test.ts holds them to the schemas); what they cannot tell goes
+// through the schema, and a refusal is described in the schema's words.
 
 const isId = (id: unknown): id is number => typeof id === 'number' && Number.isSafeInteger(id) && id >= 0;
 const MAX_HEADER_VALUE = 16 * 1024;
 
+/**
+ * Headers as the schema takes them, for the plain objects socket.io decodes; anything unusual
+ * (another prototype, symbol keys, a `__proto__` key, which the schema drops) is left to the schema.
+ */
 function isHeaders(headers: unknown): headers is Record<string, string | string[]> {
-  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) return false;
+  if (typeof headers !== 'object' || headers === null) return false;
+  const prototype = Object.getPrototypeOf(headers) as unknown;
+  if (prototype !== Object.prototype && prototype !== null) return false;
   let count = 0;
   for (const name in headers) {
-    if (++count > 128 || name.length === 0 || name.length > 256) return false;
+    if (++count > 128 || name.length === 0 || name.length > 256 || name === '__proto__') return false;
     const value = (headers as Record<string, unknown>)[name];
     if (typeof value === 'string') {
       if (value.length > MAX_HEADER_VALUE) return false;
@@ -222,25 +250,43 @@ function isHeaders(headers: unknown): headers is Record<string, string | string[
       return false;
     }
   }
-  return true;
+  return Object.getOwnPropertySymbols(headers).length === 0;
 }
 
-/** An agent's head, data or end, checked by hand; undefined for anything else (the schema judges it). */
-function asAgentMessage(raw: unknown): AgentMessage | undefined {
-  if (typeof raw !== 'object' || raw === null) return undefined;
-  const m = raw as { type?: unknown; id?: unknown; chunk?: unknown; status?: unknown; headers?: unknown };
-  if (!isId(m.id)) return undefined;
+/** The fast path's word that the schema would refuse a message too (the fuzz tests hold it to that). */
+const REFUSED = Symbol('refused');
+const ERROR_CODES: ReadonlySet<unknown> = new Set(AGENT_ERROR_CODES);
+
+/**
+ * An agent's message checked by hand: the message as the schema would read it, REFUSED when the
+ * schema would refuse it, or undefined when only the schema can tell (headers of an unusual shape).
+ * A flood of malformed messages then costs no schema errors, which are made only for the few
+ * refusals that are logged (describeRefusal).
+ */
+function asAgentMessage(raw: unknown): AgentMessage | typeof REFUSED | undefined {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return REFUSED;
+  const m = raw as { type?: unknown; id?: unknown; chunk?: unknown; status?: unknown; headers?: unknown; code?: unknown; message?: unknown };
+  if (m.type !== 'head' && m.type !== 'data' && m.type !== 'end' && m.type !== 'error') return REFUSED;
+  if (!isId(m.id)) return REFUSED;
   switch (m.type) {
     case 'data':
-      return m.chunk instanceof Uint8Array ? { type: 'data', id: m.id, chunk: m.chunk } : undefined;
+      return m.chunk instanceof Uint8Array ? { type: 'data', id: m.id, chunk: m.chunk } : REFUSED;
     case 'end':
       return { type: 'end', id: m.id };
     case 'head':
-      if (typeof m.status !== 'number' || !Number.isInteger(m.status) || m.status < 100 || m.status > 599 || !isHeaders(m.headers)) return undefined;
-      return { type: 'head', id: m.id, status: m.status, headers: m.headers };
-    default:
-      return undefined;
+      if (typeof m.status !== 'number' || !Number.isInteger(m.status) || m.status < 100 || m.status > 599) return REFUSED;
+      return isHeaders(m.headers) ? { type: 'head', id: m.id, status: m.status, headers: m.headers } : undefined;
+    case 'error':
+      if (!ERROR_CODES.has(m.code) || typeof m.message !== 'string' || m.message.length > 4096) return REFUSED;
+      return { type: 'error', id: m.id, code: m.code as AgentErrorCode, message: m.message };
   }
+}
+
+/** Why an agent's message is refused, in the schema's words: made only when asked, since it costs. */
+export function describeRefusal(raw: unknown): string {
+  const parsed = AgentMessageSchema.safeParse(raw);
+  if (parsed.success) return 'accepted';
+  return parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ');
 }
 
 /** What kas sends, validated: by hand for requests, credit and cancels that pass, else by the schema. */
@@ -259,7 +305,7 @@ function asKasMessage(raw: unknown): KasMessage | undefined {
   const m = raw as Record<string, unknown>;
   switch (m.type) {
     case 'credit':
-      return isId(m.id) && typeof m.bytes === 'number' && Number.isInteger(m.bytes) && m.bytes > 0 ? { type: 'credit', id: m.id, bytes: m.bytes } : undefined;
+      return isId(m.id) && typeof m.bytes === 'number' && Number.isSafeInteger(m.bytes) && m.bytes > 0 ? { type: 'credit', id: m.id, bytes: m.bytes } : undefined;
     case 'cancel':
       return isId(m.id) && typeof m.reason === 'string' && m.reason.length <= 256 ? { type: 'cancel', id: m.id, reason: m.reason } : undefined;
     case 'request': {
@@ -269,8 +315,8 @@ function asKasMessage(raw: unknown): KasMessage | undefined {
       if (typeof path !== 'string' || !path.startsWith('/') || path.length > 8192) return undefined;
       if (typeof query !== 'string' || query.length > 64 * 1024 || !isHeaders(headers)) return undefined;
       if (body !== undefined && !(body instanceof Uint8Array)) return undefined;
-      if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 0) return undefined;
-      if (typeof credit !== 'number' || !Number.isInteger(credit) || credit <= 0) return undefined;
+      if (typeof timeoutMs !== 'number' || !Number.isSafeInteger(timeoutMs) || timeoutMs < 0) return undefined;
+      if (typeof credit !== 'number' || !Number.isSafeInteger(credit) || credit <= 0) return undefined;
       if (traceparent !== undefined && (typeof traceparent !== 'string' || traceparent.length > 128)) return undefined;
       if (tracestate !== undefined && (typeof tracestate !== 'string' || tracestate.length > 512)) return undefined;
       return {
@@ -295,26 +341,31 @@ function asKasMessage(raw: unknown): KasMessage | undefined {
 
 /**
  * Everything an agent sent in one socket.io event, each message validated once: the ones that
- * pass, what was wrong with each one that did not, or what was wrong with the batch as a whole.
+ * pass, the ones that did not (as sent: describeRefusal says why), or what was wrong with the
+ * batch as a whole.
  */
-export function readAgentMessages(raw: unknown): { messages: AgentMessage[]; refused: string[]; batchError?: string } {
+export function readAgentMessages(raw: unknown): { messages: AgentMessage[]; refused: unknown[]; batchError?: string } {
   const { messages: entries, error } = unpackMessages(raw);
   if (error) return { messages: [], refused: [], batchError: error };
   const messages: AgentMessage[] = [];
-  const refused: string[] = [];
+  const refused: unknown[] = [];
   for (const entry of entries) {
     if (entry instanceof UnpackedData) {
       messages.push(entry);
       continue;
     }
     const fast = asAgentMessage(entry);
+    if (fast === REFUSED) {
+      refused.push(entry);
+      continue;
+    }
     if (fast) {
       messages.push(fast);
       continue;
     }
     const parsed = AgentMessageSchema.safeParse(entry);
     if (parsed.success) messages.push(parsed.data);
-    else refused.push(parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; '));
+    else refused.push(entry);
   }
   return { messages, refused };
 }

@@ -11,6 +11,8 @@ import {
   type HostPort,
   hostPort,
   path,
+  type Kind,
+  positiveDuration,
   positiveInteger,
   type RawSettings,
   readSettings,
@@ -36,6 +38,22 @@ function reachable(value: string | undefined): string {
   if (!parsed) return value ?? '';
   const host = parsed.host === '0.0.0.0' || parsed.host === '::' ? '127.0.0.1' : parsed.host;
   return `${host.includes(':') ? `[${host}]` : host}:${parsed.port}`;
+}
+
+const BYTE_UNITS: Record<string, number> = { '': 1, B: 1, KiB: 1024, MiB: 1024 ** 2, KB: 1000, MB: 1000 ** 2 };
+
+/** Bytes from `16384`, `16KiB`, `512KiB`, `1MiB` (or KB, MB), from one byte up to `max`. */
+function byteSize(max: number): Kind<number> {
+  return {
+    placeholder: 'size',
+    expected: `a size such as 16KiB, 512KiB or 1MiB, at most ${max / 1024 ** 2}MiB`,
+    parse(value) {
+      const match = /^(\d+)\s*(B|KiB|MiB|KB|MB)?$/.exec(value.trim());
+      if (!match) return undefined;
+      const bytes = Number(match[1]) * BYTE_UNITS[match[2] ?? '']!;
+      return Number.isSafeInteger(bytes) && bytes > 0 && bytes <= max ? bytes : undefined;
+    },
+  };
 }
 
 const inDataDir = (file: string) => ({
@@ -147,6 +165,54 @@ export const KAS_SETTINGS = declareSettings('KAS_', {
     description: "PEM certificate of the agents' port; with the key, agents connect with wss://; re-read on change and on SIGHUP",
   },
   agentTlsKeyFile: { env: 'KAS_AGENT_TLS_KEY_FILE', kind: path, description: "PEM private key of the agents' port's certificate" },
+  headerTimeoutMs: {
+    env: 'KAS_HEADER_TIMEOUT',
+    default: '10s',
+    kind: positiveDuration,
+    description: 'how long a caller (API and private ports) or an agent (its port) may take to send a request head; slower ones get 408 and are closed',
+  },
+  bodyTimeoutMs: {
+    env: 'KAS_BODY_TIMEOUT',
+    default: '10s',
+    kind: positiveDuration,
+    description: 'how long a request body may take to arrive in full (API and private ports); beyond, 408 and the connection is closed',
+  },
+  maxRequestBodyBytes: {
+    env: 'KAS_MAX_REQUEST_BODY',
+    default: '512KiB',
+    kind: byteSize(16 * 1024 * 1024),
+    description: 'largest request body kas takes (Prometheus form posts); beyond, 413',
+  },
+  maxHeaderBytes: {
+    env: 'KAS_MAX_HEADER_SIZE',
+    default: '16KiB',
+    kind: byteSize(1024 * 1024),
+    description: 'largest request head (request line and headers) on the API and private ports; beyond, 431',
+  },
+  agentMaxInflight: {
+    env: 'KAS_AGENT_MAX_INFLIGHT',
+    default: '256',
+    kind: positiveInteger,
+    description: "requests one agent serves at once through this node's replicas of it, watches and log follows aside; beyond, 429",
+  },
+  maxWatchesPerToken: {
+    env: 'KAS_MAX_WATCHES_PER_TOKEN',
+    default: '1000',
+    kind: positiveInteger,
+    description: 'Kubernetes watches and log follows one API token may hold open on a node; beyond, 429',
+  },
+  agentConnectRate: {
+    env: 'KAS_AGENT_CONNECT_RATE',
+    default: '100',
+    kind: positiveInteger,
+    description: 'agent connections a node accepts per second (bursts up to as many); beyond, a connect_error agentk backs off from',
+  },
+  agentConnectRatePerAgent: {
+    env: 'KAS_AGENT_CONNECT_RATE_PER_AGENT',
+    default: '5',
+    kind: positiveInteger,
+    description: 'connections a node accepts per second with one agent token (bursts up to as many); beyond, the same connect_error',
+  },
   nodeName: {
     env: 'KAS_NODE_NAME',
     default: { shown: '<host name>-<pid>', compute: () => `${hostname()}-${process.pid}` },

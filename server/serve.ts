@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { Logger } from 'pino';
 import type { Server as IoServer } from 'socket.io';
 import { createKasMetrics } from '../otel/kasMetrics.ts';
+import { createLimitMetrics } from '../otel/limitMetrics.ts';
 import { createMetrics } from '../otel/metrics.ts';
 import { traceServer } from '../otel/http.ts';
 import { createObservabilityServer } from '../otel/observabilityServer.ts';
@@ -11,11 +12,13 @@ import { AgentTokenStore } from './auth/agentTokens.ts';
 import { loadSecret } from './auth/secrets.ts';
 import type { KasConfig } from './config.ts';
 import { nodeBudget } from './fanout/hub.ts';
-import { createApiApp } from './http/apiApp.ts';
+import { createApiApp, errorBodyFor } from './http/apiApp.ts';
+import { answerClientErrors, BodyLimits, serverOptions, StreamsPerToken } from './http/edgeLimits.ts';
 import { close, listen } from './http/listen.ts';
 import { createServer, reloadTlsOnChange } from './http/tls.ts';
 import { createPrivateApp } from './http/privateApp.ts';
 import { createUiServer } from './http/ui.ts';
+import { answerEveryRequest, refuseConnect } from './http/upgrades.ts';
 import { UI_NAMESPACE } from '../protocol/ui.ts';
 import { NodeLifecycle } from './lifecycle.ts';
 import { createCapabilities } from './modules/index.ts';
@@ -23,7 +26,7 @@ import type { Cluster } from './routing/cluster.ts';
 import type { ClusterMembership } from './routing/membership.ts';
 import { AgentRegistry } from './routing/registry.ts';
 import { AgentRouter } from './routing/router.ts';
-import { agentRoom, createAgentServer } from './tunnel/agentServer.ts';
+import { agentRoom, createAgentServer, refusePlainHttp } from './tunnel/agentServer.ts';
 
 /** A draining node serves at least this long: load balancers take a readiness poll or two to notice. */
 const DRAIN_MINIMUM_MS = 2_000;
@@ -49,6 +52,7 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   const tracing = await startTracing({ serviceName: 'kas', instanceId: config.nodeName, log });
   const metricsStack = createMetrics('kas', config.nodeName);
   const metrics = createKasMetrics(metricsStack.meter, isReady);
+  const limitMetrics = createLimitMetrics(metricsStack.meter);
   const registry = new AgentRegistry(config.nodeName);
 
   // Observability first, so a node waiting for Redis already answers /readiness with "not yet".
@@ -81,19 +85,25 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
     drainSignal: lifecycle.drainSignal,
     settings: config,
   });
+  // What callers may send before anything looks at it (KAS_HEADER_TIMEOUT, KAS_BODY_TIMEOUT, KAS_MAX_*).
+  const edge = serverOptions(config);
+  const bodies = new BodyLimits(config, limitMetrics);
+  const streams = new StreamsPerToken(config.maxWatchesPerToken, limitMetrics);
   // Every request to the API and private ports is a SERVER span (otel/http.ts).
-  const apiServer = createServer(
-    config.apiTls,
-    traceServer(
-      createApiApp({ apiSecret, tokens, registry, capabilities, requestTimeoutMs: config.requestTimeoutMs, metrics, log, lifecycle, traceUiUrl: config.traceUiUrl }),
-      config.apiTls ? 'https' : 'http',
-    ),
+  const apiApp = traceServer(
+    createApiApp({ apiSecret, tokens, registry, capabilities, requestTimeoutMs: config.requestTimeoutMs, metrics, log, lifecycle, traceUiUrl: config.traceUiUrl, bodies, streams }),
+    config.apiTls ? 'https' : 'http',
   );
+  const apiServer = createServer(config.apiTls, apiApp, edge);
   const uiIo = createUiServer({ httpServer: apiServer, apiSecret, registry, capabilities, log });
-  const privateServer = http.createServer(
-    traceServer(createPrivateApp({ privateSecret, router, capabilities, maxTimeoutMs: config.requestTimeoutMs, log, lifecycle }), 'http'),
-  );
-  const agentHttp = createServer(config.agentTls);
+  const privateApp = traceServer(createPrivateApp({ privateSecret, router, capabilities, maxTimeoutMs: config.requestTimeoutMs, log, lifecycle, bodies }), 'http');
+  const privateServer = http.createServer(edge, privateApp);
+  for (const [port, server, app] of [['api', apiServer, apiApp], ['private', privateServer, privateApp]] as const) {
+    answerClientErrors(server, { errorBodyFor: (url) => errorBodyFor(capabilities, url), metrics: limitMetrics, log, port });
+    answerEveryRequest(server, app, refuseConnect);
+  }
+  const agentHttp = createServer(config.agentTls, undefined, { headersTimeout: config.headerTimeoutMs, requestTimeout: config.headerTimeoutMs, connectionsCheckingInterval: 1_000 });
+  answerEveryRequest(agentHttp, refusePlainHttp);
   const stopTlsReload = reloadTlsOnChange({ servers: { api: apiServer, agent: agentHttp }, tokens, log });
 
   let membership: ClusterMembership | undefined;
@@ -114,6 +124,8 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
       membership?.replicaDown(connection.info);
     },
     isDraining: () => lifecycle.draining,
+    metrics: limitMetrics,
+    limits: config,
   });
   membership = cluster?.attach(io, registry, config.privateUrl);
 

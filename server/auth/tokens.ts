@@ -63,8 +63,10 @@ export function callerMayReach(caller: Caller, agentId: string): boolean {
 /** The JWT from `Authorization: Bearer <jwt>` or the password of `Authorization: Basic`. */
 export function credentialFromHeader(header: string | undefined): string | undefined {
   if (!header) return undefined;
-  const [scheme, value] = header.trim().split(/\s+/, 2);
-  if (!scheme || !value) return undefined;
+  // Exactly a scheme and one credential: `Bearer <jwt> more` is no credential kas can read.
+  const parts = header.trim().split(/\s+/);
+  if (parts.length !== 2) return undefined;
+  const [scheme, value] = parts as [string, string];
   if (scheme.toLowerCase() === 'bearer') return value;
   if (scheme.toLowerCase() === 'basic') {
     const decoded = Buffer.from(value, 'base64').toString('utf8');

@@ -4,14 +4,14 @@ import { context, type Span, trace } from '@opentelemetry/api';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { KasMetrics } from '../../otel/kasMetrics.ts';
-import { REQUEST_BODY_MAX_BYTES } from '../../protocol/messages.ts';
 import type { AgentTokenStore } from '../auth/agentTokens.ts';
-import { type Caller, callerMayReach, UnauthenticatedError, verifyApiToken } from '../auth/tokens.ts';
+import { type Caller, callerMayReach, credentialFromHeader, UnauthenticatedError, verifyApiToken } from '../auth/tokens.ts';
 import type { NodeLifecycle } from '../lifecycle.ts';
 import type { CapabilityRequest, ServerCapability } from '../modules/capability.ts';
 import type { AgentRegistry, ReplicaInfo } from '../routing/registry.ts';
 import { checkAgentId, parseAgentUrl } from './agentUrl.ts';
 import { dashboard } from './dashboard.ts';
+import type { BodyLimits, StreamsPerToken } from './edgeLimits.ts';
 import { type ErrorBody, KasError, kasErrorBody, sendError } from './errors.ts';
 import { HttpReply } from './reply.ts';
 import { fallbackTraceId } from './traceContext.ts';
@@ -27,6 +27,10 @@ export interface ApiAppOptions {
   lifecycle: NodeLifecycle;
   /** KAS_TRACE_UI_URL, for the dashboard's trace links. */
   traceUiUrl: string | undefined;
+  /** KAS_MAX_REQUEST_BODY and KAS_BODY_TIMEOUT. */
+  bodies: BodyLimits;
+  /** KAS_MAX_WATCHES_PER_TOKEN. */
+  streams: StreamsPerToken;
 }
 
 interface Locals {
@@ -62,6 +66,30 @@ export function closeWhileDraining(lifecycle: NodeLifecycle) {
   };
 }
 
+/**
+ * A request head that can be read only one way. Node keeps the first of several Authorization
+ * or Host headers and drops the rest, where a proxy in front may keep the last: which one a
+ * request means is not for kas to guess. HTTP/1.1 needs its Host (RFC 9112), and Node's parser
+ * takes an `HTTP/2.0` request line that no HTTP/2 client sends.
+ */
+export function checkRequestHead(req: Request, _res: Response, next: NextFunction): void {
+  if (req.httpVersionMajor !== 1) {
+    return next(new KasError('bad_request', `HTTP/${req.httpVersion} is not spoken here; send HTTP/1.1`));
+  }
+  let authorization = 0;
+  let host = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 13 && name.toLowerCase() === 'authorization') authorization++;
+    else if (name.length === 4 && name.toLowerCase() === 'host') host++;
+  }
+  if (authorization > 1) return next(new KasError('bad_request', `the request has more than one Authorization header (${authorization}); send one`));
+  if (host > 1) return next(new KasError('bad_request', `the request has more than one Host header (${host}); send one`));
+  if (host === 0 && req.httpVersionMinor === 1) return next(new KasError('bad_request', 'an HTTP/1.1 request needs a Host header'));
+  next();
+}
+
 /** The language errors are answered in under a URL: its capability's, else kas's own. */
 export function errorBodyFor(capabilities: ReadonlyMap<string, ServerCapability>, url: string): ErrorBody {
   const capability = capabilities.get(parseAgentUrl(url)?.capability ?? '');
@@ -80,25 +108,6 @@ export function errorMiddleware(log: Logger, capabilities: ReadonlyMap<string, S
   };
 }
 
-/** The caller's body, refused past REQUEST_BODY_MAX_BYTES (Prometheus form posts are small). */
-export async function readBody(req: Request): Promise<Buffer | undefined> {
-  if (req.method !== 'POST') return undefined;
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > REQUEST_BODY_MAX_BYTES) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.byteLength;
-    if (size > REQUEST_BODY_MAX_BYTES) throw tooLarge();
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
-
-function tooLarge(): KasError {
-  return new KasError('payload_too_large', `request bodies above ${REQUEST_BODY_MAX_BYTES} bytes are refused`);
-}
-
 function describeReplica(info: ReplicaInfo) {
   return {
     replica: info.replica,
@@ -113,8 +122,11 @@ export function createApiApp(o: ApiAppOptions): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // `/API/v1/agents` is no route of kas's: paths are case-sensitive, as the upstreams' are.
+  app.set('case sensitive routing', true);
   app.use(traceMiddleware);
   app.use(closeWhileDraining(o.lifecycle));
+  app.use(checkRequestHead);
 
   app.use('/api', async (req, res, next) => {
     try {
@@ -190,9 +202,10 @@ export function createApiApp(o: ApiAppOptions): express.Express {
       rawPath: url.rawPath,
       query: url.query,
       headers: req.headers,
-      readBody: () => readBody(req),
+      readBody: () => o.bodies.read(req),
       sub: locals(res).caller.sub,
       requestTimeoutMs: o.requestTimeoutMs,
+      holdStream: () => o.streams.hold(credentialFromHeader(req.headers.authorization) ?? '', (release) => res.once('close', release)),
     };
     try {
       await capability.serve(request, reply);

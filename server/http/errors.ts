@@ -19,5 +19,8 @@ export function sendError(res: Response, error: KasError, body: ErrorBody = kasE
   const traceId = String(res.getHeader('x-trace-id') ?? '');
   if (error.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(error.retryAfterSeconds));
   if (error.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="kas", Basic realm="kas"');
+  // The rest of a body refused unread (too large, too slow, not wanted) would be taken for the next
+  // request on the connection: there is no next one.
+  if (!res.req.complete || error.code === 'payload_too_large' || error.code === 'request_timeout') res.setHeader('Connection', 'close');
   res.status(error.status).json(body(error, traceId));
 }

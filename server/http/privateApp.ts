@@ -10,7 +10,8 @@ import type { ServerCapability } from '../modules/capability.ts';
 import { NOT_HERE_HEADER } from '../routing/forward.ts';
 import { type AgentRouter, NotHereError } from '../routing/router.ts';
 import { parseAgentUrl } from './agentUrl.ts';
-import { closeWhileDraining, errorBodyFor, errorMiddleware, readBody, traceMiddleware } from './apiApp.ts';
+import { checkRequestHead, closeWhileDraining, errorBodyFor, errorMiddleware, traceMiddleware } from './apiApp.ts';
+import type { BodyLimits } from './edgeLimits.ts';
 import { KasError, sendError } from './errors.ts';
 import { HttpReply } from './reply.ts';
 
@@ -21,6 +22,7 @@ export interface PrivateAppOptions {
   maxTimeoutMs: number;
   log: Logger;
   lifecycle: NodeLifecycle;
+  bodies: BodyLimits;
 }
 
 export function createPrivateApp(o: PrivateAppOptions): express.Express {
@@ -29,6 +31,7 @@ export function createPrivateApp(o: PrivateAppOptions): express.Express {
   app.set('etag', false);
   app.use(traceMiddleware);
   app.use(closeWhileDraining(o.lifecycle));
+  app.use(checkRequestHead);
 
   app.use(async (req, res, next) => {
     try {
@@ -68,14 +71,15 @@ export function createPrivateApp(o: PrivateAppOptions): express.Express {
       }),
     );
     const asked = Number(req.headers['x-kas-timeout-ms'] ?? o.maxTimeoutMs);
-    const timeoutMs = Number.isFinite(asked) && asked >= 0 ? Math.min(asked, o.maxTimeoutMs) : o.maxTimeoutMs;
+    // 0 would mean unbounded: streams are unbounded by their capability's rule, not by what a header says.
+    const timeoutMs = Number.isFinite(asked) && asked > 0 ? Math.min(asked, o.maxTimeoutMs) : o.maxTimeoutMs;
     const request = await capability.check({
       agentId: url.agentId,
       method: req.method,
       rawPath: url.rawPath,
       query: url.query,
       headers: req.headers,
-      readBody: () => readBody(req),
+      readBody: () => o.bodies.read(req),
       sub: claims.sub,
       requestTimeoutMs: timeoutMs,
     });

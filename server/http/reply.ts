@@ -115,6 +115,8 @@ export class HttpReply implements Reply {
   #head(status: number, headers: Readonly<Record<string, string | number | readonly string[]>>, servedBy?: { node: string; replica: string }): void {
     const res = this.#res;
     for (const name in headers) res.setHeader(name, headers[name]!);
+    // What is left of a body kas did not read would be taken for the next request: no next one.
+    if (!res.req.complete) res.setHeader('Connection', 'close');
     if (servedBy) {
       // kas's own headers: whatever the agent sent, these say who answered.
       res.setHeader('X-Kas-Node', servedBy.node);

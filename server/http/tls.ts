@@ -27,10 +27,10 @@ const filesOf = new WeakMap<https.Server, TlsFiles>();
 const loaded = new WeakMap<https.Server, Pair>();
 
 /** HTTP, or HTTPS from these files; reloadTlsOnChange keeps the latter's certificate current. */
-export function createServer(tls: TlsFiles | undefined, handler?: http.RequestListener): http.Server | https.Server {
-  if (!tls) return http.createServer(handler);
+export function createServer(tls: TlsFiles | undefined, handler?: http.RequestListener, options: http.ServerOptions = {}): http.Server | https.Server {
+  if (!tls) return handler ? http.createServer(options, handler) : http.createServer(options);
   const pair = { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) };
-  const server = https.createServer(pair, handler);
+  const server = handler ? https.createServer({ ...options, ...pair }, handler) : https.createServer({ ...options, ...pair });
   filesOf.set(server, tls);
   loaded.set(server, pair);
   return server;

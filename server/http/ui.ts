@@ -103,6 +103,8 @@ export function createUiServer(o: UiServerOptions): Server {
     maxHttpBufferSize: MAX_MESSAGE_BYTES,
     pingInterval: 20_000,
     pingTimeout: 20_000,
+    // Other paths' upgrade requests are answered by the API's own handler (upgrades.ts).
+    destroyUpgrade: false,
   });
   // Only the dashboard's namespace: anything else on this port's socket.io is refused.
   io.of('/').use((_socket, next) => next(new Error('no such namespace; the dashboard uses /ui')));

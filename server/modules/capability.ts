@@ -25,6 +25,12 @@ export interface CapabilityRequest {
   sub: string;
   /** KAS_REQUEST_TIMEOUT in milliseconds, the bound on any answer that is not a stream. */
   requestTimeoutMs: number;
+  /**
+   * Counts this request as one of its caller's open streams (a watch, a followed log) until its
+   * answer closes; throws a 429 KasError past KAS_MAX_WATCHES_PER_TOKEN. Absent where streams
+   * are counted elsewhere (the private port: the caller's own node counted it).
+   */
+  holdStream?(): void;
 }
 
 /** The caller's answer, as a capability may write it (the edge implements it over HTTP). */

@@ -7,7 +7,9 @@ export type KasErrorCode =
   | 'forbidden'
   | 'not_found'
   | 'bad_request'
+  | 'request_timeout'
   | 'payload_too_large'
+  | 'headers_too_large'
   | 'too_many_requests'
   | 'no_replica'
   | 'bad_gateway'
@@ -18,7 +20,9 @@ const STATUS: Record<KasErrorCode, number> = {
   forbidden: 403,
   not_found: 404,
   bad_request: 400,
+  request_timeout: 408,
   payload_too_large: 413,
+  headers_too_large: 431,
   too_many_requests: 429,
   no_replica: 503,
   bad_gateway: 502,

@@ -76,6 +76,8 @@ function errorFromStream(request: AgentRequest, error: TunnelStreamError): KasEr
       return new KasError('bad_request', `${where} could not send the request: ${error.message}`);
     case 'replica_gone':
       return new KasError('bad_gateway', `the replica of ${where} serving this request went away; retry the request`);
+    case 'agent_busy':
+      return new KasError('too_many_requests', `${where} ${error.message}; retry shortly`, { retryAfterSeconds: 1 });
     case 'protocol_violation':
     case 'internal':
       return new KasError('bad_gateway', `${where} failed: ${error.message}`);

@@ -8,17 +8,23 @@ import {
   type AgentErrorCode,
   type AgentMessage,
   CHUNK_MAX_BYTES,
+  describeRefusal,
   INITIAL_CREDIT_BYTES,
   type KasMessage,
   readAgentMessages,
   TUNNEL_EVENT,
   type TunnelRequest,
 } from '../../protocol/messages.ts';
+import type { DroppedKind, LimitMetrics } from '../../otel/limitMetrics.ts';
 import { ChunkQueue } from './chunkQueue.ts';
+import { LogThrottle } from './logThrottle.ts';
 import type { ReplicaInfo } from './replica.ts';
 
-/** Why a tunnel stream failed. `replica_gone`: the connection closed before the answer was complete. */
-export type StreamFailure = AgentErrorCode | 'replica_gone' | 'protocol_violation';
+/**
+ * Why a tunnel stream failed. `replica_gone`: the connection closed before the answer was
+ * complete; `agent_busy`: the agent serves KAS_AGENT_MAX_INFLIGHT requests through this node already.
+ */
+export type StreamFailure = AgentErrorCode | 'replica_gone' | 'protocol_violation' | 'agent_busy';
 
 export class TunnelStreamError extends Error {
   override name = 'TunnelStreamError';
@@ -30,6 +36,15 @@ export class TunnelStreamError extends Error {
 }
 
 export type OutgoingRequest = Omit<TunnelRequest, 'type' | 'id' | 'credit'>;
+
+/** One label object per kind, made once: a flood adds to the counter without making any. */
+const DROPPED_LABELS: Record<DroppedKind, { kind: DroppedKind }> = {
+  malformed: { kind: 'malformed' },
+  malformed_batch: { kind: 'malformed_batch' },
+  unknown_request: { kind: 'unknown_request' },
+  late: { kind: 'late' },
+  protocol_violation: { kind: 'protocol_violation' },
+};
 
 /** Credit is returned in batches so that small chunks do not each cost a message. */
 const CREDIT_BATCH_BYTES = 4 * CHUNK_MAX_BYTES;
@@ -113,6 +128,11 @@ export class TunnelStream {
 
   get done(): boolean {
     return this.#done;
+  }
+
+  /** A stream (watch, follow): ready at its head, and not counted against KAS_AGENT_MAX_INFLIGHT. */
+  get readyAtHead(): boolean {
+    return this.#readyAtHead;
   }
 
   /** The reader consumed `bytes`: once a batch is due, the agent may send that many more. */
@@ -208,19 +228,45 @@ export interface TunnelConnection {
   disconnect(): void;
 }
 
+/**
+ * What the connections of one agent on this node share: the requests it serves through them
+ * (bounded by KAS_AGENT_MAX_INFLIGHT, watches and follows aside) and the log of what it did wrong,
+ * which summarises floods instead of writing a line per message.
+ */
+export class AgentLoad {
+  readonly maxInflight: number;
+  readonly complaints: LogThrottle;
+  inflight = 0;
+  connections = 0;
+
+  constructor(log: Logger, maxInflight: number) {
+    this.maxInflight = maxInflight;
+    this.complaints = new LogThrottle(log, 'agent messages kas dropped or refused (summary of the interval)');
+  }
+}
+
+export interface AgentConnectionOptions {
+  load: AgentLoad;
+  metrics: LimitMetrics;
+}
+
 export class AgentConnection implements TunnelConnection, StreamSink {
   readonly info: ReplicaInfo;
   #socket: Socket;
   #log: Logger;
+  #load: AgentLoad;
+  #metrics: LimitMetrics;
   #nextId = 1;
   #streams = new Map<number, TunnelStream>();
   #closed = false;
   #draining = false;
 
-  constructor(socket: Socket, info: ReplicaInfo, log: Logger) {
+  constructor(socket: Socket, info: ReplicaInfo, log: Logger, options: AgentConnectionOptions) {
     this.#socket = socket;
     this.info = info;
     this.#log = log;
+    this.#load = options.load;
+    this.#metrics = options.metrics;
     socket.on(TUNNEL_EVENT, (raw: unknown) => this.#onEvent(raw));
     socket.on('disconnect', (reason) => this.#onClose(reason));
   }
@@ -243,6 +289,16 @@ export class AgentConnection implements TunnelConnection, StreamSink {
       queueMicrotask(() => stream.fail(new TunnelStreamError('replica_gone', 'the agent replica disconnected')));
       return stream;
     }
+    const load = this.#load;
+    if (!readyAtHead) {
+      if (load.inflight >= load.maxInflight) {
+        this.#metrics.refusals.add(1, { limit: 'agent_inflight' });
+        const message = `is serving ${load.maxInflight} requests through this kas node already (KAS_AGENT_MAX_INFLIGHT)`;
+        queueMicrotask(() => stream.fail(new TunnelStreamError('agent_busy', message)));
+        return stream;
+      }
+      load.inflight++;
+    }
     this.#streams.set(stream.id, stream);
     this.send({ type: 'request', id: stream.id, credit: INITIAL_CREDIT_BYTES, ...request });
     return stream;
@@ -254,7 +310,10 @@ export class AgentConnection implements TunnelConnection, StreamSink {
   }
 
   forget(id: number): void {
+    const stream = this.#streams.get(id);
+    if (!stream) return;
     this.#streams.delete(id);
+    if (!stream.readyAtHead) this.#load.inflight--;
   }
 
   /**
@@ -272,17 +331,26 @@ export class AgentConnection implements TunnelConnection, StreamSink {
 
   #onEvent(raw: unknown): void {
     const { messages, refused, batchError } = readAgentMessages(raw);
-    if (batchError) this.#log.warn({ batch: batchError }, 'refused a malformed message from agent');
-    for (const issues of refused) this.#log.warn({ issues }, 'refused a malformed message from agent');
+    if (batchError) this.#drop('malformed_batch', 'warn', () => ({ batch: batchError }), 'refused a malformed message from agent');
+    for (const entry of refused) this.#drop('malformed', 'warn', () => ({ issues: describeRefusal(entry) }), 'refused a malformed message from agent');
     for (const message of messages) this.#onMessage(message);
+  }
+
+  /**
+   * Counts what the agent sent that kas drops, and logs it within the agent's log budget. A flood
+   * of them must cost little: `fields` is made only for a line that is logged.
+   */
+  #drop(kind: DroppedKind, level: 'warn' | 'debug', fields: () => Record<string, unknown>, message: string): void {
+    this.#metrics.agentMessagesDropped.add(1, DROPPED_LABELS[kind]);
+    this.#load.complaints.note(kind, level, () => ({ ...fields(), replica: this.info.replica }), message);
   }
 
   #onMessage(message: AgentMessage): void {
     const stream = this.#streams.get(message.id);
     if (!stream) {
       // Late answers to cancelled requests land here too; an id never issued is a rogue agent.
-      const level = message.id >= this.#nextId ? 'warn' : 'debug';
-      this.#log[level]({ requestId: message.id, type: message.type }, 'agent answered a request it was not sent');
+      const never = message.id >= this.#nextId;
+      this.#drop(never ? 'unknown_request' : 'late', never ? 'warn' : 'debug', () => ({ requestId: message.id, type: message.type }), 'agent answered a request it was not sent');
       return;
     }
     let violation: string | undefined;
@@ -293,6 +361,8 @@ export class AgentConnection implements TunnelConnection, StreamSink {
       violation = `its ${message.type} could not be relayed (${(error as Error).message})`;
     }
     if (violation) {
+      // One line each: a violation fails a request kas sent, so there are never more of them than requests.
+      this.#metrics.agentMessagesDropped.add(1, DROPPED_LABELS.protocol_violation);
       this.#log.warn({ requestId: message.id, violation }, 'agent broke the tunnel protocol; failing that request');
       stream.fail(new TunnelStreamError('protocol_violation', `the agent broke the tunnel protocol: ${violation}`));
       this.send({ type: 'cancel', id: stream.id, reason: 'protocol violation' });

@@ -1,16 +1,26 @@
 // The agent port: socket.io over WebSocket only. Authenticates each replica by its token (the
 // agent id comes from the token, never from what the agent says), puts it in the room
-// `agent:<id>` and reports it connected and disconnected.
+// `agent:<id>` and reports it connected and disconnected. It is the one port exposed to
+// clusters, so it turns away cheaply what is not an agent: a plain HTTP request gets a 400 that
+// says what the port is, connection attempts beyond KAS_AGENT_CONNECT_RATE (per node) and
+// KAS_AGENT_CONNECT_RATE_PER_AGENT (per token) get a connect_error agentk backs off from, and
+// refused handshakes are closed at once, counted, and logged within a budget.
 import type http from 'node:http';
 import type https from 'node:https';
 import { Server, type Socket } from 'socket.io';
 import type { Logger } from 'pino';
+import type { ConnectionRefusal, LimitMetrics } from '../../otel/limitMetrics.ts';
 import { FRAME_MAX_BYTES, HandshakeSchema, PROTOCOL_VERSION } from '../../protocol/messages.ts';
 import type { AgentTokenStore } from '../auth/agentTokens.ts';
-import { AgentConnection } from './agentConnection.ts';
+import { AgentConnection, AgentLoad } from './agentConnection.ts';
+import { ConnectRate } from './connectRate.ts';
+import { LogThrottle } from './logThrottle.ts';
 import type { ReplicaInfo } from './replica.ts';
 
 export const agentRoom = (agentId: string) => `agent:${agentId}`;
+
+/** The connect_error message of a refusal for rate; agentk backs off from every connect_error. */
+export const RATE_LIMITED = 'rate limited: too many agent connections at once; retry later';
 
 export interface AgentServerOptions {
   httpServer: http.Server | https.Server;
@@ -23,33 +33,77 @@ export interface AgentServerOptions {
   onDisconnected: (connection: AgentConnection) => void;
   /** While draining, new replicas are turned away so they connect to another node. */
   isDraining: () => boolean;
+  metrics: LimitMetrics;
+  /** KAS_AGENT_MAX_INFLIGHT, KAS_AGENT_CONNECT_RATE, KAS_AGENT_CONNECT_RATE_PER_AGENT. */
+  limits: { agentMaxInflight: number; agentConnectRate: number; agentConnectRatePerAgent: number };
 }
 
 interface SocketData {
   info: ReplicaInfo;
 }
 
+/** How long a WebSocket may stay open without completing the socket.io handshake. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** Answers plain HTTP on the agent port: it is no API, and saying so beats silence. */
+export function refusePlainHttp(_req: http.IncomingMessage, res: http.ServerResponse): void {
+  const body = JSON.stringify({
+    error: {
+      code: 'bad_request',
+      message: "this is kas's agent port: agentk connects here over a WebSocket (socket.io); API callers use kas's API port (KAS_API_LISTEN)",
+    },
+  });
+  res.writeHead(400, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), Connection: 'close' });
+  res.end(body);
+}
+
 export function createAgentServer(o: AgentServerOptions): Server {
+  // Before socket.io attaches: it passes on to earlier listeners what is not its own.
+  o.httpServer.on('request', refusePlainHttp);
   const io = new Server<Record<string, never>, Record<string, never>, Record<string, never>, SocketData>(o.httpServer, {
     transports: ['websocket'],
     maxHttpBufferSize: FRAME_MAX_BYTES,
     serveClient: false,
     pingInterval: 10_000,
     pingTimeout: 10_000,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    // Upgrade requests for other paths get the plain-HTTP answer (serve.ts), not a silent close.
+    destroyUpgrade: false,
+    // Refused before the WebSocket opens: engine.io would open it, then write a 400 into it.
+    allowRequest: (req, callback) => {
+      const ok = new URL(req.url ?? '/', 'http://agent-port').searchParams.get('EIO') === '4';
+      callback(ok ? null : 'kas speaks engine.io protocol 4 (socket.io 4) only', ok);
+    },
     // A dropped agent must not come back as the same socket with stale state.
     connectionStateRecovery: undefined,
   });
+  const rate = new ConnectRate({ perNode: o.limits.agentConnectRate, perAgent: o.limits.agentConnectRatePerAgent });
+  const refusals = new LogThrottle(o.log, 'agent connections refused (summary of the interval)');
+  const loads = new Map<string, AgentLoad>();
 
   io.use((socket, next) => {
-    if (o.isDraining()) return next(new Error('draining'));
+    const refuse = (reason: ConnectionRefusal, message: string, fields: Record<string, unknown> = {}) => {
+      o.metrics.agentConnectionsRefused.add(1, { reason });
+      refusals.note(reason, reason === 'draining' ? 'info' : 'warn', { address: socket.handshake.address, ...fields }, `refused an agent connection: ${reason}`);
+      next(new Error(message));
+      // The refusal goes out first (socket.io sends it on the next tick); then the WebSocket closes
+      // rather than idling until the client gives up.
+      setImmediate(() => socket.conn.close());
+    };
+    if (o.isDraining()) return refuse('draining', 'draining');
+    if (!rate.admitToNode()) {
+      o.metrics.refusals.add(1, { limit: 'agent_connect_rate' });
+      return refuse('rate_limited', RATE_LIMITED, { limit: 'KAS_AGENT_CONNECT_RATE' });
+    }
     const handshake = HandshakeSchema.safeParse(socket.handshake.auth);
     const agentId = handshake.success ? o.tokens.agentIdForToken(handshake.data.token) : undefined;
-    if (!handshake.success || !agentId) {
-      o.log.warn({ address: socket.handshake.address }, 'refused an agent connection: unauthorized');
-      return next(new Error('unauthorized'));
+    if (!handshake.success || !agentId) return refuse('unauthorized', 'unauthorized');
+    if (!rate.admitAgent(agentId)) {
+      o.metrics.refusals.add(1, { limit: 'agent_connect_rate_per_agent' });
+      return refuse('rate_limited', RATE_LIMITED, { agent_id: agentId, limit: 'KAS_AGENT_CONNECT_RATE_PER_AGENT' });
     }
     if (handshake.data.protocol !== PROTOCOL_VERSION) {
-      return next(new Error(`unsupported tunnel protocol ${handshake.data.protocol}; kas speaks ${PROTOCOL_VERSION}`));
+      return refuse('unsupported_protocol', `unsupported tunnel protocol ${handshake.data.protocol}; kas speaks ${PROTOCOL_VERSION}`, { agent_id: agentId });
     }
     socket.data.info = {
       agentId,
@@ -67,13 +121,20 @@ export function createAgentServer(o: AgentServerOptions): Server {
   io.on('connection', (socket: Socket) => {
     const info = (socket.data as SocketData).info;
     const log = o.log.child({ agent_id: info.agentId, replica: info.replica });
-    const connection = new AgentConnection(socket, info, log);
+    let load = loads.get(info.agentId);
+    if (!load) loads.set(info.agentId, (load = new AgentLoad(o.log.child({ agent_id: info.agentId }), o.limits.agentMaxInflight)));
+    load.connections++;
+    const connection = new AgentConnection(socket, info, log, { load, metrics: o.metrics });
     void socket.join(agentRoom(info.agentId));
     o.onConnected(connection);
     log.info({ capabilities: info.capabilities, version: info.version }, 'agent replica connected');
     socket.on('disconnect', (reason) => {
       o.onDisconnected(connection);
       log.info({ reason }, 'agent replica disconnected');
+      if (--load.connections === 0) {
+        load.complaints.flush();
+        loads.delete(info.agentId);
+      }
     });
   });
   return io;

@@ -16,7 +16,10 @@ import {
   TUNNEL_EVENT,
   type TunnelRequest,
 } from '../../protocol/messages.ts';
+import { FULL_LINES_PER_KIND } from '../../server/tunnel/logThrottle.ts';
 import { type AgentReplica, KasCluster } from '../support/kas.ts';
+import { metricSum } from '../support/metrics.ts';
+import { waitFor } from '../support/procs.ts';
 import { openResponse } from '../support/rawHttp.ts';
 import { startFakeUpstream, type FakeUpstream } from '../support/upstream.ts';
 
@@ -161,6 +164,36 @@ describe('a rogue agent with a valid token', () => {
     }, timeoutMs);
   }
 
+  /** Lines kas has logged since `since` that match (the output kept of it). */
+  function linesSince(since: string, match: (e: LogEntry) => boolean): LogEntry[] {
+    return kas()
+      .proc.output()
+      .split('\n')
+      .flatMap((line) => {
+        try {
+          const entry = JSON.parse(line) as LogEntry;
+          return entry.time >= since && entry.agent_id === 'rogue' && match(entry) ? [entry] : [];
+        } catch {
+          return [];
+        }
+      });
+  }
+
+  /** kas_agent_messages_dropped_total of these kinds, summed. */
+  async function dropped(...kinds: string[]): Promise<number> {
+    const counts = await Promise.all(kinds.map((kind) => metricSum(kas().observabilityUrl, 'kas_agent_messages_dropped_total', { kind })));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  /** Waits until the dropped count of these kinds has risen from `from` by exactly `by`. */
+  async function droppedRise(from: number, by: number, ...kinds: string[]): Promise<void> {
+    let now = from;
+    await waitFor(async () => (now = await dropped(...kinds)) >= from + by, { timeoutMs: 5_000, what: `${by} more dropped ${kinds.join('/')} messages` }).catch(
+      (error: Error) => assert.fail(`${error.message}: ${now - from} counted`),
+    );
+    assert.equal(now - from, by, `dropped ${kinds.join('/')} messages counted`);
+  }
+
   /** Reads a response to its end; tells a clean end from a response cut short. */
   function readToEnd(res: IncomingMessage): Promise<{ outcome: 'end' | 'cut'; body: Buffer }> {
     const chunks: Buffer[] = [];
@@ -189,8 +222,9 @@ describe('a rogue agent with a valid token', () => {
     assert.equal(await res.text(), 'rogue says hi');
   });
 
-  test('answers to request ids it was never sent are refused and logged; other agents\' requests are untouched', async () => {
+  test('answers to request ids it was never sent are refused, counted and logged within a budget; other agents\' requests are untouched', async () => {
     const since = new Date().toISOString();
+    const before = await dropped('unknown_request', 'late');
     const traffic = goodTraffic();
     await upstream.waitForRequest((r) => r.params.get('query') === 'slow' && r.outcome === 'pending');
     // Ids of requests in flight on the good agent's connection overlap these; and made-up ones.
@@ -201,13 +235,17 @@ describe('a rogue agent with a valid token', () => {
       rogue.send({ type: 'end', id });
     }
     await traffic;
-    await logged(since, (e) => e.msg === 'agent answered a request it was not sent' && e.requestId === Number.MAX_SAFE_INTEGER);
-    await logged(since, (e) => e.msg === 'agent answered a request it was not sent' && e.requestId === 123_456_789);
+    // Every one is counted; the first few are logged in full, the rest only in the interval's summary.
+    await droppedRise(before, ids.length * 3, 'unknown_request', 'late');
+    await logged(since, (e) => e.msg === 'agent answered a request it was not sent' && e.kind === 'unknown_request' && typeof e.requestId === 'number');
+    const lines = linesSince(since, (e) => e.msg === 'agent answered a request it was not sent');
+    assert.ok(lines.length <= 2 * FULL_LINES_PER_KIND, `${lines.length} lines for ${ids.length * 3} messages`);
     await assertStillServing();
   });
 
-  test('malformed messages are refused and logged, and do not touch the request they name', async () => {
+  test('malformed messages are refused, counted and logged, and do not touch the request they name', async () => {
     const since = new Date().toISOString();
+    const before = await dropped('malformed', 'malformed_batch');
     const traffic = goodTraffic();
     const pending = ask('rogue', 'query=up&case=malformed');
     const { id } = await rogue.request('malformed');
@@ -240,7 +278,8 @@ describe('a rogue agent with a valid token', () => {
     ];
     for (const message of malformed) rogue.send(message);
     rogue.socket.emit('some-other-event', { type: 'end', id });
-    await logged(since, (e) => e.msg === 'refused a malformed message from agent', malformed.length);
+    await droppedRise(before, malformed.length, 'malformed', 'malformed_batch');
+    await logged(since, (e) => e.msg === 'refused a malformed message from agent');
 
     // None of it counted: the proper answer that follows is what the caller gets.
     rogue.send({ type: 'head', id, status: 201, headers: { 'content-type': 'text/plain', 'x-real': 'yes' } });
@@ -255,15 +294,15 @@ describe('a rogue agent with a valid token', () => {
   });
 
   test('batches: an oversized one is refused whole, a good message in a batch counts, a bad one beside it does not', async () => {
-    const since = new Date().toISOString();
+    const before = { batches: await dropped('malformed_batch'), messages: await dropped('malformed') };
     const pending = ask('rogue', 'query=up&case=batch');
     const { id } = await rogue.request('batch');
     const poison = { type: 'head', id, status: 200, headers: { 'x-poison': 'yes' } };
     rogue.send(Array.from({ length: 65 }, () => poison));
-    await logged(since, (e) => e.msg === 'refused a malformed message from agent' && /batch of 65 messages/.test(String(e.batch)));
+    await droppedRise(before.batches, 1, 'malformed_batch');
     // A packed batch whose entry points past its bytes is refused whole too.
     rogue.send({ type: 'batch', bytes: Buffer.from('xx'), messages: [poison, { type: 'data', id, offset: 1, length: 5 }] });
-    await logged(since, (e) => e.msg === 'refused a malformed message from agent' && /beyond its 2 bytes/.test(String(e.batch)));
+    await droppedRise(before.batches + 1, 1, 'malformed_batch');
     rogue.send([{ type: 'head', id, status: 'nope' }, { type: 'head', id, status: 202, headers: { 'x-real': 'batch' } }, { type: 'data', id, chunk: Buffer.from('o') }]);
     // The rest in a packed batch, as agentk sends them: chunks as slices of one buffer.
     rogue.send({ type: 'batch', bytes: Buffer.from('--k--'), messages: [{ type: 'data', id, offset: 2, length: 1 }, { type: 'end', id }] });
@@ -272,7 +311,7 @@ describe('a rogue agent with a valid token', () => {
     assert.equal(res.headers.get('x-real'), 'batch');
     assert.equal(res.headers.get('x-poison'), null);
     assert.equal(await res.text(), 'ok');
-    await logged(since, (e) => e.msg === 'refused a malformed message from agent' && e.batch === undefined);
+    await droppedRise(before.messages, 1, 'malformed');
     await assertStillServing();
   });
 

@@ -3,10 +3,12 @@
 // rule that refused, so the owner knows what to change.
 import { z } from 'zod';
 import {
-  FORBIDDEN_SUBRESOURCES,
+  encodedMoreThanOnce,
   type KubernetesTarget,
   qualifiedResource,
+  READ_SUBRESOURCES,
   readKubernetesPath,
+  subresourceKind,
 } from '../../../protocol/kubernetes.ts';
 
 const names = z.array(z.string().min(1)).min(1);
@@ -39,12 +41,15 @@ export function policyRefusal(policy: KubernetesPolicy, method: string, path: st
     if (segment === '' || segment === '.' || segment === '..' || segment.includes('/')) return `path ${path} is not in normal form`;
     segments.push(segment);
   }
+  if (encodedMoreThanOnce(segments)) return `path ${path} refused: it is percent-encoded more than once`;
   const target = readKubernetesPath(segments);
   if (target.kind === 'discovery') return undefined;
   if (target.kind === 'other') return `path ${target.path} is not a Kubernetes resource or discovery path`;
   const sub = target.subresource?.split('/')[0];
-  if (FORBIDDEN_SUBRESOURCES.has(target.resource) || (sub !== undefined && FORBIDDEN_SUBRESOURCES.has(sub))) {
-    return `${target.resource}/${sub ?? target.resource} refused: agentk never serves exec, attach, port-forward or proxy`;
+  const kind = subresourceKind(target);
+  if (kind === 'forbidden') return `${target.resource}/${sub ?? target.resource} refused: agentk never serves exec, attach, port-forward or proxy`;
+  if (kind === 'unknown') {
+    return `${target.resource}/${target.subresource} refused: agentk serves only the ${[...READ_SUBRESOURCES].join(', ')} subresources`;
   }
   const resource = qualifiedResource(target);
   const namespace = target.namespace ?? (target.resource === 'namespaces' && target.group === '' ? target.name : undefined);

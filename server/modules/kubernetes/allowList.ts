@@ -1,7 +1,7 @@
 // kas lets only reads through to the Kubernetes API (discovery, get, list, watch, logs), whatever
 // the agent's own policy says. Defence in depth: agentk enforces the cluster owner's policy too,
 // and a request refused here never reaches any agent.
-import { FORBIDDEN_SUBRESOURCES, isKubernetesStream, readKubernetesPath } from '../../../protocol/kubernetes.ts';
+import { encodedMoreThanOnce, isKubernetesStream, READ_SUBRESOURCES, readKubernetesPath, subresourceKind } from '../../../protocol/kubernetes.ts';
 import { KasError } from '../../routing/errors.ts';
 import { pickHeaders } from '../headers.ts';
 import { encodePath, normalisePath } from '../paths.ts';
@@ -34,17 +34,19 @@ export function checkKubernetesRequest(request: {
     throw new KasError('forbidden', 'connection upgrades (exec, attach, port-forward) are not allowed on the Kubernetes API through kas');
   }
   const segments = normalisePath(request.rawPath);
+  if (encodedMoreThanOnce(segments)) {
+    throw new KasError('forbidden', `Kubernetes path ${request.rawPath} is not allowed through kas: it is percent-encoded more than once`);
+  }
   const target = readKubernetesPath(segments);
   if (target.kind === 'other') {
     throw new KasError('forbidden', `Kubernetes path ${target.path} is not allowed through kas; only discovery and resource reads are`);
   }
-  if (target.kind === 'resource' && FORBIDDEN_SUBRESOURCES.has(target.resource)) {
-    throw new KasError('forbidden', `the Kubernetes ${target.resource} API is not allowed through kas: it is not a read`);
-  }
-  if (target.kind === 'resource' && target.subresource !== undefined) {
-    const first = target.subresource.split('/')[0]!;
-    if (FORBIDDEN_SUBRESOURCES.has(first) || target.subresource.includes('/')) {
-      throw new KasError('forbidden', `the ${target.resource}/${first} subresource is not allowed through kas: it is not a read`);
+  if (target.kind === 'resource') {
+    const kind = subresourceKind(target);
+    const what = target.subresource === undefined ? `the Kubernetes ${target.resource} API` : `the ${target.resource}/${target.subresource} subresource`;
+    if (kind === 'forbidden') throw new KasError('forbidden', `${what} is not allowed through kas: it is not a read`);
+    if (kind === 'unknown') {
+      throw new KasError('forbidden', `${what} is not allowed through kas: the subresources it lets through are ${[...READ_SUBRESOURCES].join(', ')}`);
     }
   }
   return {

@@ -32,6 +32,7 @@ export function kubernetesCapability(deps: { agents: Agents; log: Logger; budget
     check,
     async serve(request: CapabilityRequest, reply: Reply) {
       const agentRequest = await check(request);
+      if (agentRequest.streaming) request.holdStream?.();
       const shareable = shareableWatch(agentRequest);
       if (shareable) return serveSharedWatch(watches, deps.agents, shareable, request.sub, reply);
       const stream = await deps.agents.open(agentRequest, { sub: request.sub, signal: reply.signal });

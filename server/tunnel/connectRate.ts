@@ -1,0 +1,64 @@
+// How many agent connections a node takes per second, in all and per agent token: a fleet
+// reconnecting at once (10,000 agents after a network blip) is let in at a rate the node can
+// take, the rest refused with a connect_error that agentk backs off from (exponential, jittered),
+// so they come back spread out. Token buckets: a burst of up to `rate` at once, then `rate` a second.
+
+class TokenBucket {
+  readonly #rate: number;
+  #tokens: number;
+  #at: number;
+
+  constructor(rate: number, now: number) {
+    this.#rate = rate;
+    this.#tokens = rate;
+    this.#at = now;
+  }
+
+  #refill(now: number): void {
+    this.#tokens = Math.min(this.#rate, this.#tokens + ((now - this.#at) / 1000) * this.#rate);
+    this.#at = now;
+  }
+
+  take(now: number): boolean {
+    this.#refill(now);
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
+  /** Full again: it remembers nothing worth keeping. */
+  full(now: number): boolean {
+    this.#refill(now);
+    return this.#tokens >= this.#rate;
+  }
+}
+
+/** Buckets kept per agent before the full ones are forgotten. */
+const PRUNE_ABOVE = 1_000;
+
+export class ConnectRate {
+  readonly #perAgentRate: number;
+  readonly #node: TokenBucket;
+  readonly #agents = new Map<string, TokenBucket>();
+
+  constructor(options: { perNode: number; perAgent: number }) {
+    this.#node = new TokenBucket(options.perNode, performance.now());
+    this.#perAgentRate = options.perAgent;
+  }
+
+  /** A connection attempt to this node, before its token is looked at. */
+  admitToNode(): boolean {
+    return this.#node.take(performance.now());
+  }
+
+  /** A connection attempt with a valid token of this agent. */
+  admitAgent(agentId: string): boolean {
+    const now = performance.now();
+    let bucket = this.#agents.get(agentId);
+    if (!bucket) {
+      if (this.#agents.size >= PRUNE_ABOVE) for (const [id, b] of this.#agents) if (b.full(now)) this.#agents.delete(id);
+      this.#agents.set(agentId, (bucket = new TokenBucket(this.#perAgentRate, now)));
+    }
+    return bucket.take(now);
+  }
+}
