@@ -27,6 +27,8 @@ import type { AgentRegistry, ReplicaInfo, Route } from './registry.ts';
 import { type AgentRequest, type AgentStream, passableHeaders } from './request.ts';
 
 const MAX_ATTEMPTS = 4;
+/** How long a request whose every replica failed waits for one that reconnects elsewhere. */
+const REPLACEMENT_GRACE_MS = 2_000;
 const RETRY_AFTER_SECONDS = 5;
 
 export interface RouterOptions {
@@ -188,7 +190,8 @@ export class AgentRouter {
   async #waitForRoute(request: AgentRequest, tried: Set<string>, signal: AbortSignal | undefined, routingTimeoutMs: number): Promise<Route> {
     const { registry, metrics } = this.#o;
     const started = performance.now();
-    const deadline = started + routingTimeoutMs;
+    let deadline = started + routingTimeoutMs;
+    let allTried = false;
     for (;;) {
       const route = registry.pick(request.agentId, request.upstream, tried);
       if (route) {
@@ -197,11 +200,18 @@ export class AgentRouter {
       }
       if (signal?.aborted) throw signal.reason;
       if (tried.size > 0 && registry.replicas(request.agentId).every((r) => tried.has(r.key))) {
-        // Every replica we know has just failed this request: report that rather than wait.
-        throw new KasError('bad_gateway', `the replicas of agent ${request.agentId} went away during the request; retry it`);
+        // Every replica this node knows has just failed this request. One that moves (its node
+        // drains) is connected elsewhere a moment later: wait that long for it, not the whole
+        // routing timeout, then say what happened.
+        if (allTried && performance.now() >= deadline) {
+          throw new KasError('bad_gateway', `the replicas of agent ${request.agentId} went away during the request; retry it`);
+        }
+        if (!allTried) deadline = Math.min(deadline, performance.now() + REPLACEMENT_GRACE_MS);
+        allTried = true;
       }
       const left = deadline - performance.now();
       if (left <= 0) {
+        if (allTried) throw new KasError('bad_gateway', `the replicas of agent ${request.agentId} went away during the request; retry it`);
         metrics.routingTimeouts.add(1);
         throw this.#noReplicaError(request, routingTimeoutMs);
       }

@@ -190,13 +190,28 @@ describe('the router’s handle', () => {
     assert.equal(await text((await opened).body), 'complete');
   });
 
-  test('when every replica went away during the request, it fails with 502 rather than waiting', async () => {
-    const { router, replicaOf } = setup();
+  test('when every replica went away during the request, it waits a moment for one to reconnect, then fails with 502', async () => {
+    const { router, replicaOf } = setup({ routingTimeoutMs: 20_000 });
     const r0 = replicaOf('r0');
+    const started = performance.now();
     const opened = router.open(request(), { sub: 'test' });
     await r0.nextRequest();
     r0.disconnectNow();
     await assert.rejects(opened, (e: unknown) => e instanceof KasError && e.status === 502 && /went away/.test(e.message));
+    const waited = performance.now() - started;
+    assert.ok(waited >= 1_900 && waited < 5_000, `waited ${waited} ms: about the grace, not the routing timeout`);
+  });
+
+  test('a request whose replica moved (its node drains) is served by the replacement that connects a moment later', async () => {
+    const { router, replicaOf } = setup({ routingTimeoutMs: 20_000 });
+    const old = replicaOf('r0');
+    const opened = router.open(request(), { sub: 'test' });
+    await old.nextRequest();
+    old.disconnectNow();
+    await new Promise((r) => setTimeout(r, 300));
+    const moved = replicaOf('r0-elsewhere');
+    moved.answer(await moved.nextRequest(), 'from the replacement');
+    assert.equal(await text((await opened).body), 'from the replacement');
   });
 
   test("the agent's refusal is final: 403, no other replica is asked", async () => {
