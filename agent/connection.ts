@@ -9,6 +9,7 @@ import { io, type Socket } from 'socket.io-client';
 import {
   type AgentMessage,
   readKasMessage,
+  retryHintMs,
   PROTOCOL_VERSION,
   BATCH_MAX_BYTES,
   BATCH_MAX_MESSAGES,
@@ -142,11 +143,12 @@ class KasLink {
     });
     this.#socket.on('connect_error', (error) => {
       const refused = error.message === 'unauthorized';
+      const hint = retryHintMs(error.message);
       options.log.warn(
         { kas: options.kasUrl, err: error.message },
-        refused ? 'kas refused the agent token (unauthorized); check the token file' : 'could not connect to kas',
+        refused ? 'kas refused the agent token (unauthorized); check the token file' : hint !== undefined ? 'kas is taking agents at a limited rate; coming back when it said' : 'could not connect to kas',
       );
-      this.#scheduleReconnect();
+      this.#scheduleReconnect(hint);
     });
     this.#socket.on('disconnect', (reason) => {
       for (const request of this.#inflight.values()) request.cancel('connection to kas lost');
@@ -193,9 +195,10 @@ class KasLink {
     }
   }
 
-  #scheduleReconnect(): void {
+  /** `hintMs`: when kas said to come back (a refusal for rate): then, with a little jitter, not later. */
+  #scheduleReconnect(hintMs?: number): void {
     if (this.#stopped || this.#retryTimer || this.#retiring) return;
-    const delay = backoffDelay(this.#attempt++);
+    const delay = hintMs === undefined ? backoffDelay(this.#attempt++) : Math.round(hintMs * (1 + Math.random() * 0.1));
     this.#o.log.info({ delay_ms: delay }, `reconnecting in ${(delay / 1000).toFixed(1)} s`);
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;

@@ -29,7 +29,7 @@ const CLIENT = fileURLToPath(new URL('./scaleAgents.ts', import.meta.url));
 const AGENTS = Number(process.env.BENCH_SCALE_AGENTS ?? 10_000);
 const PER_NODE = Number(process.env.BENCH_SCALE_PER_NODE ?? 10_000);
 const MEASURE_S = Number(process.env.BENCH_SCALE_SECONDS ?? 60);
-const REPLICAS_PER_AGENT = 100;
+const REPLICAS_PER_AGENT = 10;
 const PER_PROCESS = 2_500;
 
 function progress(line: string): void {

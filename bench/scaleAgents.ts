@@ -3,6 +3,8 @@
 // agent connections can be made on one machine. It reports, when asked, how many are connected
 // and when the last of them connected.
 import { io, type Socket } from 'socket.io-client';
+import { backoffDelay } from '../agent/connection.ts';
+import { retryHintMs } from '../protocol/messages.ts';
 
 interface Job {
   kasUrls: string[];
@@ -24,8 +26,8 @@ function open(index: number): void {
   const socket = io(job.kasUrls[index % job.kasUrls.length]!, {
     forceNew: true,
     transports: ['websocket'],
-    reconnectionDelay: 1000,
-    reconnectionDelayMax: 10_000,
+    // Refused connections are retried as agentk retries them: exponential backoff with jitter.
+    reconnection: false,
     auth: { token, replica, version: 'bench', capabilities: ['prometheus'], protocol: 1 },
   });
   let up = false;
@@ -38,7 +40,17 @@ function open(index: number): void {
     if (up) connected--;
     up = false;
   });
-  socket.on('connect_error', () => refused++);
+  let attempt = 0;
+  socket.on('connect', () => (attempt = 0));
+  const retry = (hintMs?: number) =>
+    setTimeout(() => socket.connect(), hintMs === undefined ? backoffDelay(attempt++) : hintMs * (1 + Math.random() * 0.1));
+  socket.on('connect_error', (error) => {
+    refused++;
+    retry(retryHintMs(error.message));
+  });
+  socket.on('disconnect', (reason) => {
+    if (reason !== 'io client disconnect') retry();
+  });
   socket.on('tunnel', (message: { type?: string; id?: number }) => {
     if (message?.type !== 'request' || typeof message.id !== 'number') return;
     const { id } = message;

@@ -53,6 +53,22 @@ const headers = z
   .record(z.string().min(1).max(256), headerValue)
   .refine((h) => Object.keys(h).length <= 128, 'too many headers');
 
+// ---- connection refusals ----
+
+/** How a refusal for rate begins; it ends with when to come back: `retry in <ms>ms`. */
+export const RATE_LIMITED_PREFIX = 'rate limited: too many agent connections at once';
+
+export function rateLimitedMessage(retryInMs: number): string {
+  return `${RATE_LIMITED_PREFIX}; retry in ${Math.max(0, Math.round(retryInMs))}ms`;
+}
+
+/** When kas said to come back (a refusal for rate), or undefined for any other refusal. */
+export function retryHintMs(message: string): number | undefined {
+  if (!message.startsWith(RATE_LIMITED_PREFIX)) return undefined;
+  const ms = /retry in (\d{1,7})ms$/.exec(message)?.[1];
+  return ms === undefined ? undefined : Number(ms);
+}
+
 // ---- handshake: what an agent sends in socket.io's `auth` ----
 
 export const HandshakeSchema = z.object({

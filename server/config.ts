@@ -203,7 +203,7 @@ export const KAS_SETTINGS = declareSettings('KAS_', {
   },
   agentConnectRate: {
     env: 'KAS_AGENT_CONNECT_RATE',
-    default: '100',
+    default: '500',
     kind: positiveInteger,
     description: 'agent connections a node accepts per second (bursts up to as many); beyond, a connect_error agentk backs off from',
   },

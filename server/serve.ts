@@ -26,7 +26,7 @@ import type { Cluster } from './routing/cluster.ts';
 import type { ClusterMembership } from './routing/membership.ts';
 import { AgentRegistry } from './routing/registry.ts';
 import { AgentRouter } from './routing/router.ts';
-import { agentRoom, createAgentServer, refusePlainHttp } from './tunnel/agentServer.ts';
+import { createAgentServer, refusePlainHttp } from './tunnel/agentServer.ts';
 
 /** A draining node serves at least this long: load balancers take a readiness poll or two to notice. */
 const DRAIN_MINIMUM_MS = 2_000;
@@ -129,11 +129,11 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   });
   membership = cluster?.attach(io, registry, config.privateUrl);
 
+  // Every node follows the token store, so each disconnects the replicas it holds.
   tokens.on('revoked', (ids) => {
-    for (const id of ids) {
-      log.info({ agent_id: id }, 'agent token revoked; disconnecting its replicas');
-      io.in(agentRoom(id)).disconnectSockets(true);
-    }
+    const revoked = new Set(ids);
+    for (const id of ids) log.info({ agent_id: id }, 'agent token revoked; disconnecting its replicas');
+    for (const connection of registry.localConnections()) if (revoked.has(connection.info.agentId)) connection.disconnect();
   });
 
   await listen(privateServer, config.privateListen);

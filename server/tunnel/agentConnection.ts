@@ -363,7 +363,7 @@ export class AgentConnection implements TunnelConnection, StreamSink {
     if (violation) {
       // One line each: a violation fails a request kas sent, so there are never more of them than requests.
       this.#metrics.agentMessagesDropped.add(1, DROPPED_LABELS.protocol_violation);
-      this.#log.warn({ requestId: message.id, violation }, 'agent broke the tunnel protocol; failing that request');
+      this.#log.warn({ agent_id: this.info.agentId, replica: this.info.replica, requestId: message.id, violation }, 'agent broke the tunnel protocol; failing that request');
       stream.fail(new TunnelStreamError('protocol_violation', `the agent broke the tunnel protocol: ${violation}`));
       this.send({ type: 'cancel', id: stream.id, reason: 'protocol violation' });
     }

@@ -10,17 +10,14 @@ import type https from 'node:https';
 import { Server, type Socket } from 'socket.io';
 import type { Logger } from 'pino';
 import type { ConnectionRefusal, LimitMetrics } from '../../otel/limitMetrics.ts';
-import { FRAME_MAX_BYTES, HandshakeSchema, PROTOCOL_VERSION } from '../../protocol/messages.ts';
+import { FRAME_MAX_BYTES, HandshakeSchema, PROTOCOL_VERSION, rateLimitedMessage } from '../../protocol/messages.ts';
 import type { AgentTokenStore } from '../auth/agentTokens.ts';
 import { AgentConnection, AgentLoad } from './agentConnection.ts';
 import { ConnectRate } from './connectRate.ts';
 import { LogThrottle } from './logThrottle.ts';
 import type { ReplicaInfo } from './replica.ts';
 
-export const agentRoom = (agentId: string) => `agent:${agentId}`;
 
-/** The connect_error message of a refusal for rate; agentk backs off from every connect_error. */
-export const RATE_LIMITED = 'rate limited: too many agent connections at once; retry later';
 
 export interface AgentServerOptions {
   httpServer: http.Server | https.Server;
@@ -91,16 +88,18 @@ export function createAgentServer(o: AgentServerOptions): Server {
       setImmediate(() => socket.conn.close());
     };
     if (o.isDraining()) return refuse('draining', 'draining');
-    if (!rate.admitToNode()) {
+    const nodeWait = rate.admitToNode();
+    if (nodeWait > 0) {
       o.metrics.refusals.add(1, { limit: 'agent_connect_rate' });
-      return refuse('rate_limited', RATE_LIMITED, { limit: 'KAS_AGENT_CONNECT_RATE' });
+      return refuse('rate_limited', rateLimitedMessage(nodeWait), { limit: 'KAS_AGENT_CONNECT_RATE' });
     }
     const handshake = HandshakeSchema.safeParse(socket.handshake.auth);
     const agentId = handshake.success ? o.tokens.agentIdForToken(handshake.data.token) : undefined;
     if (!handshake.success || !agentId) return refuse('unauthorized', 'unauthorized');
-    if (!rate.admitAgent(agentId)) {
+    const agentWait = rate.admitAgent(agentId);
+    if (agentWait > 0) {
       o.metrics.refusals.add(1, { limit: 'agent_connect_rate_per_agent' });
-      return refuse('rate_limited', RATE_LIMITED, { agent_id: agentId, limit: 'KAS_AGENT_CONNECT_RATE_PER_AGENT' });
+      return refuse('rate_limited', rateLimitedMessage(agentWait), { agent_id: agentId, limit: 'KAS_AGENT_CONNECT_RATE_PER_AGENT' });
     }
     if (handshake.data.protocol !== PROTOCOL_VERSION) {
       return refuse('unsupported_protocol', `unsupported tunnel protocol ${handshake.data.protocol}; kas speaks ${PROTOCOL_VERSION}`, { agent_id: agentId });
@@ -120,17 +119,18 @@ export function createAgentServer(o: AgentServerOptions): Server {
 
   io.on('connection', (socket: Socket) => {
     const info = (socket.data as SocketData).info;
-    const log = o.log.child({ agent_id: info.agentId, replica: info.replica });
+    // Per-replica fields on each line, without a child logger per connection (they add up at 10,000 agents).
+    const fields = { agent_id: info.agentId, replica: info.replica };
+    const log = o.log;
     let load = loads.get(info.agentId);
     if (!load) loads.set(info.agentId, (load = new AgentLoad(o.log.child({ agent_id: info.agentId }), o.limits.agentMaxInflight)));
     load.connections++;
     const connection = new AgentConnection(socket, info, log, { load, metrics: o.metrics });
-    void socket.join(agentRoom(info.agentId));
     o.onConnected(connection);
-    log.info({ capabilities: info.capabilities, version: info.version }, 'agent replica connected');
+    log.info({ ...fields, capabilities: info.capabilities, version: info.version }, 'agent replica connected');
     socket.on('disconnect', (reason) => {
       o.onDisconnected(connection);
-      log.info({ reason }, 'agent replica disconnected');
+      log.info({ ...fields, reason }, 'agent replica disconnected');
       if (--load.connections === 0) {
         load.complaints.flush();
         loads.delete(info.agentId);

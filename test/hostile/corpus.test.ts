@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { io as ioClient } from 'socket.io-client';
 import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
-import { RATE_LIMITED } from '../../server/tunnel/agentServer.ts';
+import { RATE_LIMITED_PREFIX } from '../../protocol/messages.ts';
 import { FULL_LINES_PER_KIND, SUMMARY_INTERVAL_MS } from '../../server/tunnel/logThrottle.ts';
 import { metricSum } from '../support/metrics.ts';
 import { waitFor } from '../support/procs.ts';
@@ -25,7 +25,7 @@ import { KasCluster } from '../support/kas.ts';
 import { startHostileTarget, type HostileTarget } from './target.ts';
 
 /** Short bounds, so that the slow cases (a body that never ends) are answered quickly. */
-const ENV = { KAS_HEADER_TIMEOUT: '1s', KAS_BODY_TIMEOUT: '1s', KAS_REQUEST_TIMEOUT: '5s' };
+const ENV = { KAS_HEADER_TIMEOUT: '1s', KAS_BODY_TIMEOUT: '1s', KAS_REQUEST_TIMEOUT: '5s', KAS_AGENT_CONNECT_RATE: '100' };
 
 /** Registers a family's runs: the quick ones in turn, then the slow ones side by side. */
 function family(name: string, cases: readonly HttpCase[], target: () => HostileTarget): void {
@@ -117,7 +117,7 @@ describe('hostile input', { concurrency: true }, () => {
       })();
       const agentk = await target.cluster.startAgent({ id: 'probe', token: probeToken, prometheusUrl: target.prometheus.url, waitConnected: false, env: { LOG_LEVEL: 'info' } });
       try {
-        await agentk.proc.waitForLine((line) => line.includes('could not connect to kas') && line.includes('rate limited'), 15_000);
+        await agentk.proc.waitForLine((line) => line.includes('kas is taking agents at a limited rate') && line.includes('rate limited'), 15_000);
         storming = false;
         await storm;
         await agentk.proc.waitForLine(/connected to kas"/, 15_000);
@@ -209,7 +209,7 @@ async function attempts(agentUrl: string, count: number, auth: () => Record<stri
       });
       socket.close();
       if (outcome === 'connected') outcomes.connected++;
-      else if (outcome === RATE_LIMITED) outcomes.rateLimited++;
+      else if (outcome.startsWith(RATE_LIMITED_PREFIX)) outcomes.rateLimited++;
       else if (outcome === 'unauthorized') outcomes.unauthorized++;
       else outcomes.other++;
     }),

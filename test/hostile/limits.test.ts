@@ -23,7 +23,7 @@ describe('limit settings', () => {
     assert.equal(config.maxHeaderBytes, 16 * 1024);
     assert.equal(config.agentMaxInflight, 256);
     assert.equal(config.maxWatchesPerToken, 1000);
-    assert.equal(config.agentConnectRate, 100);
+    assert.equal(config.agentConnectRate, 500);
     assert.equal(config.agentConnectRatePerAgent, 5);
     assert.equal(loadConfig({ KAS_MAX_REQUEST_BODY: '1MiB' }).maxRequestBodyBytes, 1024 * 1024);
     assert.equal(loadConfig({ KAS_MAX_REQUEST_BODY: '2048' }).maxRequestBodyBytes, 2048);
