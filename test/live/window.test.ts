@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import { LiveViewer, type LiveOutput } from '../../server/modules/prometheus/live/viewers.ts';
 import { compareLabels, LiveWindow } from '../../server/modules/prometheus/live/window.ts';
 import type { Append } from '../../server/modules/prometheus/live/window.ts';
+import { leaseMs } from '../../server/modules/prometheus/live/subscription.ts';
 
 const series = (name: string, points: [number, string][]) => ({ metric: { __name__: 'm', name }, values: points });
 
@@ -99,5 +100,16 @@ describe('a viewer of a live graph', () => {
     v.send({ payload: { kind: 'ready', window: window() }, bytes: 0 });
     v.end('slow');
     assert.deepEqual(slow.out, ['snapshot 7', 'error 7 viewer_too_slow final', 'end']);
+  });
+});
+
+describe('the lease of a live graph', () => {
+  test('it lasts until half a step after the next tick, however late the renewal ran', () => {
+    // Ticks at 10 s, 11 s, … (a 1 s step): renewed on time or 400 ms late, it ends at 11.5 s,
+    // so a holder that dies is taken over at the tick of 12 s, two steps after its last one.
+    assert.equal(10_000 + leaseMs(11_000, 1000, 10_000), 11_500);
+    assert.equal(10_400 + leaseMs(11_000, 1000, 10_400), 11_500);
+    // A renewal so late that the lease would already be over still lasts half a step.
+    assert.equal(leaseMs(11_000, 1000, 11_300), 500);
   });
 });

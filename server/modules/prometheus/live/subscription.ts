@@ -68,8 +68,14 @@ const MAX_PENDING_APPENDS = 1024;
 export const channelOf = (spec: LiveSpec) => `kas:live:{${spec.id}}`;
 const leaseOf = (spec: LiveSpec) => `kas:live:lease:{${spec.id}}`;
 
-/** The lease outlives one missed renewal but not two, so a takeover happens within two steps. */
-export const leaseMs = (stepMs: number) => Math.round(stepMs * 1.5);
+/**
+ * How long a lease taken or renewed now lasts: until half a step after the next tick. It outlives
+ * one missed renewal but not two, so a takeover happens within two steps, and it is counted from
+ * the tick, not from when the renewal ran: a holder whose renewal ran late (a busy machine) does
+ * not push the lease past the tick at which the others would take it over.
+ */
+export const leaseMs = (nextTickMs: number, stepMs: number, nowMs = Date.now()) =>
+  Math.max(Math.round(stepMs / 2), Math.round(nextTickMs + stepMs / 2 - nowMs));
 
 class PrometheusError extends Error {
   override name = 'PrometheusError';
@@ -176,7 +182,7 @@ export class LiveSubscription {
       return;
     }
     const lease = leaseOf(this.spec);
-    const ttl = leaseMs(this.spec.stepMs);
+    const ttl = leaseMs(this.#nextTickMs(), this.spec.stepMs);
     try {
       // A lease that is gone (Redis restarted) is taken again at once rather than a step later.
       const holds =
@@ -229,11 +235,14 @@ export class LiveSubscription {
     return Math.floor((Date.now() - this.#deps.delayMs) / stepMs) * stepMs;
   }
 
+  /** When the next step falls due: its time plus the delay. */
+  #nextTickMs(): number {
+    return this.#dueMs() + this.spec.stepMs + this.#deps.delayMs;
+  }
+
   #schedule(): void {
     if (this.#stopped) return;
-    const { stepMs } = this.spec;
-    const next = this.#dueMs() + stepMs + this.#deps.delayMs;
-    this.#timer = setTimeout(() => void this.#tick(), Math.max(0, next - Date.now()));
+    this.#timer = setTimeout(() => void this.#tick(), Math.max(0, this.#nextTickMs() - Date.now()));
   }
 
   async #tick(): Promise<void> {
