@@ -3,14 +3,19 @@
 // take. Token buckets: a burst of up to `rate` at once, then `rate` a second. Each refused agent is
 // told when to come back: the next free slot after those already promised, so that a storm drains
 // at the rate (10,000 agents at 500 a second: 20 s) instead of everyone backing off ever longer.
+// Promises reach at most a horizon ahead (30 s for the node, 5 s for one agent), so that callers
+// that ignore them and knock again (a storm of bogus handshakes, a misbehaving client) cannot push
+// the agents that listen further and further out.
 
 class TokenBucket {
   readonly #rate: number;
+  readonly #horizonMs: number;
   #tokens: number;
   #at: number;
 
-  constructor(rate: number, now: number) {
+  constructor(rate: number, now: number, horizonMs: number) {
     this.#rate = rate;
+    this.#horizonMs = horizonMs;
     this.#tokens = rate;
     this.#at = now;
   }
@@ -30,7 +35,7 @@ class TokenBucket {
       this.#tokens -= 1;
       return 0;
     }
-    this.#promised = Math.max(this.#promised, now) + 1000 / this.#rate;
+    this.#promised = Math.min(Math.max(this.#promised, now) + 1000 / this.#rate, now + this.#horizonMs);
     return this.#promised - now;
   }
 
@@ -43,6 +48,9 @@ class TokenBucket {
 
 /** Buckets kept per agent before the full ones are forgotten. */
 const PRUNE_ABOVE = 1_000;
+/** The furthest a refused agent is told to come back, for the node's bucket and for one agent's. */
+export const NODE_HORIZON_MS = 30_000;
+export const AGENT_HORIZON_MS = 5_000;
 
 export class ConnectRate {
   readonly #perAgentRate: number;
@@ -50,7 +58,7 @@ export class ConnectRate {
   readonly #agents = new Map<string, TokenBucket>();
 
   constructor(options: { perNode: number; perAgent: number }) {
-    this.#node = new TokenBucket(options.perNode, performance.now());
+    this.#node = new TokenBucket(options.perNode, performance.now(), NODE_HORIZON_MS);
     this.#perAgentRate = options.perAgent;
   }
 
@@ -65,7 +73,7 @@ export class ConnectRate {
     let bucket = this.#agents.get(agentId);
     if (!bucket) {
       if (this.#agents.size >= PRUNE_ABOVE) for (const [id, b] of this.#agents) if (b.full(now)) this.#agents.delete(id);
-      this.#agents.set(agentId, (bucket = new TokenBucket(this.#perAgentRate, now)));
+      this.#agents.set(agentId, (bucket = new TokenBucket(this.#perAgentRate, now, AGENT_HORIZON_MS)));
     }
     return bucket.take(now);
   }

@@ -196,7 +196,9 @@ describe('the dashboard in chromium', () => {
       await page.keyboard.type('prometheus_build', { delay: 30 });
       const option = page.locator('.cm-tooltip-autocomplete li').filter({ hasText: 'prometheus_build_info' });
       await option.first().waitFor({ timeout: 10_000 });
-      // Accept it with the keyboard.
+      // Accept it with the keyboard, as a person would: not within CodeMirror's interactionDelay
+      // (75 ms) of the list opening, when it ignores Enter so that a fast typist's Enter is a newline.
+      await new Promise((r) => setTimeout(r, 300));
       await page.keyboard.press('Enter');
       assert.match(await editor.innerText(), /^prometheus_build_info/);
       const names = requests.find((r) => r.url.includes(`/api/v1/agents/${stack.agentId}/prometheus/api/v1/label/__name__/values`));

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../server/config.ts';
 import { SettingError } from '../../protocol/settings.ts';
+import { AGENT_HORIZON_MS, ConnectRate, NODE_HORIZON_MS } from '../../server/tunnel/connectRate.ts';
 import { KasCluster } from '../support/kas.ts';
 import { metricSum } from '../support/metrics.ts';
 import { waitFor } from '../support/procs.ts';
@@ -33,6 +34,29 @@ describe('limit settings', () => {
     }
     assert.throws(() => loadConfig({ KAS_HEADER_TIMEOUT: '0s' }), /KAS_HEADER_TIMEOUT "0s" is not valid: expected a duration above zero/);
     assert.throws(() => loadConfig({ KAS_AGENT_MAX_INFLIGHT: 'many' }), /KAS_AGENT_MAX_INFLIGHT "many" is not valid/);
+  });
+});
+
+describe('the agent connection rate', () => {
+  test('a burst of the rate is let in; each one refused after it is told a later slot, never beyond the horizon', () => {
+    const rate = new ConnectRate({ perNode: 10, perAgent: 5 });
+    for (let i = 0; i < 10; i++) assert.equal(rate.admitToNode(), 0, `attempt ${i} of the burst`);
+    const hints = Array.from({ length: 400 }, () => rate.admitToNode());
+    // One slot every 100 ms after those promised: 100, 200, 300 ms … (less the microseconds this takes).
+    for (const [i, expected] of [[0, 100], [1, 200], [9, 1000]] as const) assert.ok(Math.abs(hints[i]! - expected) < 20, `hint ${i}: ${hints[i]}`);
+    for (let i = 1; i < hints.length; i++) assert.ok(hints[i]! >= hints[i - 1]! - 20, `hints do not go back: ${hints[i - 1]} then ${hints[i]}`);
+    // Callers that knock again and again cannot push the others past the horizon.
+    assert.ok(Math.max(...hints) <= NODE_HORIZON_MS, `the furthest hint: ${Math.max(...hints)}`);
+    assert.ok(hints.at(-1)! > NODE_HORIZON_MS - 100, `hints reach the horizon: ${hints.at(-1)}`);
+  });
+
+  test('each agent token has its own bucket and a shorter horizon', () => {
+    const rate = new ConnectRate({ perNode: 1000, perAgent: 5 });
+    for (let i = 0; i < 5; i++) assert.equal(rate.admitAgent('a'), 0);
+    assert.ok(rate.admitAgent('a') > 150, 'the sixth of one agent waits');
+    assert.equal(rate.admitAgent('b'), 0, 'another agent is let in meanwhile');
+    const hints = Array.from({ length: 100 }, () => rate.admitAgent('a'));
+    assert.ok(Math.max(...hints) <= AGENT_HORIZON_MS && hints.at(-1)! > AGENT_HORIZON_MS - 100, `the furthest hint: ${Math.max(...hints)}`);
   });
 });
 
