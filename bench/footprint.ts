@@ -76,7 +76,7 @@ async function startProxy(target: string): Promise<{ url: string; stop(): Promis
   });
   const line = await proc.waitForLine(/proxy listening on \d+/, 10_000);
   const port = /listening on (\d+)/.exec(line)![1];
-  return { url: `http://127.0.0.1:${port}`, stop: () => proc.stop() };
+  return { url: `http://127.0.0.1:${port}`, stop: async () => void (await proc.stop()) };
 }
 
 async function idleMemory(): Promise<string[]> {
