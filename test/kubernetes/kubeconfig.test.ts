@@ -132,13 +132,36 @@ describe('agentk with a kubeconfig kubectl accepts', () => {
   });
 });
 
+describe('credentials from a plugin, and configs agentk cannot use', () => {
+  test('an exec credential plugin (as cloud providers ship): agentk runs it and sends the token it prints', async () => {
+    const secure = await sim({ tls: true });
+    const plugin = join(dir, 'credential-plugin.mjs');
+    // What `aws eks get-token` and `gke-gcloud-auth-plugin` do: print an ExecCredential.
+    await writeFile(plugin, `process.stdout.write(JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: ${JSON.stringify(TOKEN)} } }));\n`);
+    const user = { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: process.execPath, args: [plugin], interactiveMode: 'Never' } };
+    const result = await listThroughKas('exec-plugin', kubeconfig(secure.url, { ca: pki.caFile, user }));
+    assert.equal(result.status, 200);
+    assert.deepEqual(result.names, ['web-0']);
+  });
+
+  test('a kubeconfig with no cluster for its context: agentk says so and exits rather than serving nothing', async () => {
+    const file = join(dir, 'no-cluster.kubeconfig');
+    await writeFile(file, JSON.stringify({ apiVersion: 'v1', kind: 'Config', clusters: [], contexts: [], 'current-context': '' }));
+    const token = await cluster.registerAgent('no-cluster');
+    const agent = await cluster.startAgent({ id: 'no-cluster', token, configYaml: `kubernetes:\n  kubeconfig: ${file}\n`, waitConnected: false });
+    const status = await agent.proc.waitForExit(20_000);
+    assert.notEqual(status.code, 0);
+    assert.match(agent.proc.output(), /no cluster in the kubeconfig/);
+  });
+});
+
 describe('TLS material of the cluster', () => {
   test('is kept by identity across requests and replaced only when a file changes', async () => {
     const caFile = join(dir, 'rotating-ca.crt');
     await writeFile(caFile, pki.caPem);
     const kc = new KubeConfig();
     kc.loadFromString(kubeconfig('https://127.0.0.1:6443', { ca: caFile, user: { token: 't' } }));
-    const access = new ClusterAccess(kc);
+    const access = new ClusterAccess({ cluster: kc.getCurrentCluster()!, user: kc.getCurrentUser() });
     const first = await access.requestOptions();
     assert.equal(first.headers.authorization, 'Bearer t');
     for (let i = 0; i < 100; i++) assert.equal((await access.requestOptions()).agent, first.agent, 'the same pool');

@@ -1,74 +1,39 @@
 // The agent half of the Kubernetes capability: checks the cluster owner's policy, then sends
 // the (already kas-checked) read to the API server with agentk's own credentials, from
-// @kubernetes/client-node's KubeConfig (in-cluster service account, or a kubeconfig context),
+// @kubernetes/client-node's KubeConfig (in-cluster service account, or a kubeconfig context:
+// kubeconfig.ts),
 // and streams the answer back untouched. Watches and followed logs stream as they arrive.
 import http from 'node:http';
 import https from 'node:https';
-import { homedir } from 'node:os';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { startClientSpan } from '../../../otel/http.ts';
 import { isWatch, readKubernetesPath } from '../../../protocol/kubernetes.ts';
 import type { TunnelRequest } from '../../../protocol/messages.ts';
 import { type UpstreamExecutor, UpstreamError, type UpstreamResponse } from '../../tunnel/serveRequest.ts';
 import type { AgentCapability } from '../index.ts';
 import { ClusterAccess } from './clusterAccess.ts';
+import { type ClusterConfig, loadKubeConfig } from './kubeconfig.ts';
 import { DEFAULT_KUBERNETES_POLICY, type KubernetesPolicy, policyRefusal } from './policy.ts';
-
-export interface KubernetesSettings {
-  inCluster?: boolean | undefined;
-  kubeconfig?: string | undefined;
-  context?: string | undefined;
-}
 
 /** How long a watch may stay silent before agentk sends a blank line to keep every hop open. */
 export const WATCH_KEEPALIVE_MS = 30_000;
-
-/** Loads cluster access; the client library is loaded only by agents that use it (it is large). */
-export async function loadKubeConfig(
-  settings: KubernetesSettings,
-  env: Record<string, string | undefined>,
-  options: { /** Directory the in-cluster service-account files are under (AGENTK_IN_CLUSTER_ROOT). */ inClusterRoot?: string } = {},
-): Promise<KubeConfig> {
-  const { KubeConfig } = await import('@kubernetes/client-node');
-  const kc = new KubeConfig();
-  const inCluster = settings.inCluster ?? (settings.kubeconfig === undefined && env.KUBERNETES_SERVICE_HOST !== undefined);
-  if (inCluster) {
-    if (!env.KUBERNETES_SERVICE_HOST) {
-      throw new Error('kubernetes.inCluster is true but KUBERNETES_SERVICE_HOST is not set: is agentk running in a pod?');
-    }
-    const root = options.inClusterRoot?.replace(/\/+$/, '') ?? '';
-    kc.loadFromCluster(root);
-  } else if (settings.kubeconfig) {
-    kc.loadFromFile(settings.kubeconfig.replace(/^~(?=\/)/, homedir()));
-  } else {
-    kc.loadFromDefault();
-  }
-  if (settings.context) kc.setCurrentContext(settings.context);
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) {
-    throw new Error(`no cluster in the kubeconfig${settings.context ? ` for context ${settings.context}` : ''}; set kubernetes.kubeconfig and kubernetes.context`);
-  }
-  if (!/^https?:\/\//.test(cluster.server)) throw new Error(`the cluster's server ${cluster.server} is neither http:// nor https://`);
-  return kc;
-}
 
 export const kubernetesExecutor: AgentCapability = async ({ file, env, watchKeepaliveMs, inClusterRoot, log }) => {
   if (!file.kubernetes && !env.KUBERNETES_SERVICE_HOST) {
     log.info('no kubernetes section in the agent config and not in a pod: the kubernetes capability is off');
     return undefined;
   }
-  const kc = await loadKubeConfig(file.kubernetes ?? {}, env, { inClusterRoot });
+  const config = await loadKubeConfig(file.kubernetes ?? {}, env, inClusterRoot === undefined ? {} : { inClusterRoot });
   const policy = file.policy?.kubernetes ?? DEFAULT_KUBERNETES_POLICY;
-  log.info({ server: kc.getCurrentCluster()?.server, policy }, 'kubernetes capability on');
-  return kubernetesUpstream(kc, policy, { keepaliveMs: watchKeepaliveMs });
+  log.info({ server: config.cluster.server, policy }, 'kubernetes capability on');
+  return kubernetesUpstream(config, policy, { keepaliveMs: watchKeepaliveMs });
 };
 
 export function kubernetesUpstream(
-  kc: KubeConfig,
+  config: ClusterConfig,
   policy: KubernetesPolicy,
   options: { keepaliveMs?: number } = {},
 ): UpstreamExecutor {
-  const access = new ClusterAccess(kc);
+  const access = new ClusterAccess(config);
   const keepaliveMs = options.keepaliveMs ?? WATCH_KEEPALIVE_MS;
   return async (request: TunnelRequest, signal: AbortSignal): Promise<UpstreamResponse> => {
     const refusal = policyRefusal(policy, request.method, request.path);

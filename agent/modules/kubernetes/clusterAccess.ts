@@ -12,6 +12,7 @@ import { stat, readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import type { Cluster, KubeConfig, User } from '@kubernetes/client-node';
+import type { ClusterConfig } from './kubeconfig.ts';
 
 const RECHECK_MS = 1000;
 
@@ -102,22 +103,22 @@ export interface ClusterRequestOptions {
 export class ClusterAccess {
   /** The API server's base URL (a path prefix such as a proxy's is kept). */
   readonly server: URL;
-  readonly #kc: KubeConfig;
+  readonly #cluster: Cluster;
   readonly #user: User | null;
+  /** Only for a credential plugin: the library, loaded on first use. */
+  #plugin: Promise<KubeConfig> | undefined;
   readonly #tls: TlsPool | undefined;
   readonly #tokenFile: Material | undefined;
   #tokenBuffer: Buffer | undefined;
   #tokenHeader = '';
 
-  constructor(kc: KubeConfig) {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error('no cluster in the kubeconfig');
-    this.#kc = kc;
+  constructor({ cluster, user }: ClusterConfig) {
+    this.#cluster = cluster;
     this.server = new URL(cluster.server);
     const secure = this.server.protocol === 'https:';
     if (!secure && this.server.protocol !== 'http:') throw new Error(`cluster server ${cluster.server} is neither http:// nor https://`);
     // Over http kubectl sends no credentials at all: neither do we.
-    this.#user = secure ? kc.getCurrentUser() : null;
+    this.#user = secure ? user : null;
     this.#tls = secure ? new TlsPool(cluster, this.#user) : undefined;
     const tokenFile = this.#user?.authProvider?.name === 'tokenFile' ? (this.#user.authProvider.config?.tokenFile as string | undefined) : undefined;
     this.#tokenFile = tokenFile ? Material.ofFile(tokenFile) : undefined;
@@ -141,13 +142,29 @@ export class ClusterAccess {
     } else if (user.exec || user.authProvider) {
       // A credential plugin (exec, oidc…): client-node runs it and caches what it returns.
       const options: https.RequestOptions = {};
-      await this.#kc.applyToHTTPSOptions(options);
+      await (await this.#pluginConfig()).applyToHTTPSOptions(options);
       Object.assign(headers, options.headers);
     } else if (user.token) {
       headers.authorization = `Bearer ${user.token}`;
     }
     const auth = user.username ? `${user.username}:${user.password ?? ''}` : undefined;
     return { agent: await this.#tls.agent(), headers, ...(auth ? { auth } : {}) };
+  }
+
+  /** A KubeConfig of this cluster and user alone, for client-node to run the user's plugin with. */
+  #pluginConfig(): Promise<KubeConfig> {
+    this.#plugin ??= import('@kubernetes/client-node').then(({ KubeConfig }) => {
+      const kc = new KubeConfig();
+      const user = this.#user!;
+      kc.loadFromOptions({
+        clusters: [this.#cluster],
+        users: [user],
+        contexts: [{ name: 'agentk', cluster: this.#cluster.name, user: user.name }],
+        currentContext: 'agentk',
+      });
+      return kc;
+    });
+    return this.#plugin;
   }
 
   async #bearerFromFile(file: Material): Promise<string> {
