@@ -70,8 +70,8 @@ class Clients {
     for (let i = 0; i < PROCESSES; i++) {
       const count = Math.min(per, total - i * per);
       if (count <= 0) break;
-      const mine = Array.from({ length: count }, (_, k) => urls[(i * per + k) % urls.length]!);
-      const job = JSON.stringify({ urls: mine, count, token, delayMs: DELAY_MS, stepS, mode });
+      // The viewer k of this child watches urls[(offset + k) % urls.length] (the list once, not per viewer: argv is bounded).
+      const job = JSON.stringify({ urls, offset: i * per, count, token, delayMs: DELAY_MS, stepS, mode });
       this.#children.push(fork(CLIENT, [job], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     }
   }

@@ -6,6 +6,8 @@ import http from 'node:http';
 
 interface Job {
   urls: string[];
+  /** Viewer k watches urls[(offset + k) % urls.length]. */
+  offset: number;
   count: number;
   token: string;
   delayMs: number;
@@ -82,8 +84,9 @@ function poll(url: string): void {
 const timers: NodeJS.Timeout[] = [];
 
 for (let i = 0; i < job.count; i++) {
-  if (job.mode === 'poll') poll(job.urls[i % job.urls.length]!);
-  else open(job.urls[i % job.urls.length]!);
+  const url = job.urls[(job.offset + i) % job.urls.length]!;
+  if (job.mode === 'poll') poll(url);
+  else open(url);
 }
 
 process.on('message', (message: string) => {

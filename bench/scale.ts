@@ -116,14 +116,18 @@ async function setUp(dir: string, redis: RedisServer, agents: number): Promise<{
 class Fleet {
   #children: ChildProcess[] = [];
 
-  constructor(kasUrls: string[][], replicas: [string, string][], perSecond: number) {
+  /** Starts the client processes and, once every one of them is loaded, gives them their replicas. */
+  static async start(kasUrls: string[][], replicas: [string, string][], perSecond: number): Promise<Fleet> {
+    const fleet = new Fleet();
+    const jobs: object[] = [];
     for (let i = 0; i * PER_PROCESS < replicas.length; i++) {
       const slice = replicas.slice(i * PER_PROCESS, (i + 1) * PER_PROCESS);
-      const job = { kasUrls: kasUrls[i % kasUrls.length], replicas: slice, perSecond: perSecond / Math.ceil(replicas.length / PER_PROCESS) };
-      const child = fork(CLIENT, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      child.send(job);
-      this.#children.push(child);
+      jobs.push({ kasUrls: kasUrls[i % kasUrls.length], replicas: slice, perSecond: perSecond / Math.ceil(replicas.length / PER_PROCESS) });
+      fleet.#children.push(fork(CLIENT, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     }
+    await Promise.all(fleet.#children.map((c) => new Promise((resolve) => c.once('message', resolve))));
+    fleet.#children.forEach((child, i) => child.send(jobs[i]!));
+    return fleet;
   }
 
   async status(): Promise<{ connected: number; lastConnectedAt: number; refused: number }> {
@@ -165,9 +169,9 @@ async function oneNode(): Promise<string> {
   const node = await startNode(dir, env, 0);
   await new Promise((r) => setTimeout(r, 3_000));
   const rss0 = rssBytes(node.child.pid);
-  progress(`a storm of ${AGENTS} agent connections onto one node`);
+  progress(`starting the client processes, then a storm of ${AGENTS} agent connections onto one node`);
+  const fleet = await Fleet.start([[node.agentUrl]], replicas, 1_000_000);
   const started = Date.now();
-  const fleet = new Fleet([[node.agentUrl]], replicas, 1_000_000);
   // Meanwhile, one query after the other to one agent, through the node.
   const latencies: number[] = [];
   let failed = 0;
@@ -213,7 +217,7 @@ async function membership(): Promise<string> {
   const { env, replicas } = await setUp(dir, redis, total);
   const nodes = [await startNode(dir, env, 0), await startNode(dir, env, 1), await startNode(dir, env, 2)];
   progress(`${total} replicas, ${PER_NODE} on each of 3 nodes`);
-  const fleet = new Fleet(nodes.map((n) => [n.agentUrl]), replicas, 2_000);
+  const fleet = await Fleet.start(nodes.map((n) => [n.agentUrl]), replicas, 2_000);
   for (let status = await fleet.status(); status.connected < total; status = await fleet.status()) {
     await new Promise((r) => setTimeout(r, 2_000));
     progress(`${status.connected} of ${total} connected`);

@@ -14,7 +14,11 @@ interface Job {
   perSecond: number;
 }
 
-const job = await new Promise<Job>((resolve) => process.once('message', (message) => resolve(message as Job)));
+// Loaded: the parent starts its clock once every client process is, so that their start-up on
+// the same cores is not counted as kas's time.
+const jobArrives = new Promise<Job>((resolve) => process.once('message', (message) => resolve(message as Job)));
+process.send!('ready');
+const job = await jobArrives;
 const sockets: Socket[] = [];
 let connected = 0;
 let lastConnectedAt = 0;
