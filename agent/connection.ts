@@ -8,7 +8,8 @@ import { failSpan } from '../otel/tracing.ts';
 import { io, type Socket } from 'socket.io-client';
 import {
   type AgentMessage,
-  readKasMessage,
+  type KasMessage,
+  readKasMessages,
   retryHintMs,
   PROTOCOL_VERSION,
   BATCH_MAX_BYTES,
@@ -133,7 +134,7 @@ class KasLink {
       transports: ['websocket'],
       reconnection: false, // our own backoff, so every attempt is logged and jittered
       autoConnect: false,
-      auth: { token: options.token, replica: options.replica, version: options.version, capabilities, protocol: PROTOCOL_VERSION },
+      auth: { token: options.token, replica: options.replica, version: options.version, capabilities, protocol: PROTOCOL_VERSION, batches: true },
       ca: options.caFile ? readFileSync(options.caFile, 'utf8') : undefined,
       timeout: 10_000,
     });
@@ -165,7 +166,7 @@ class KasLink {
       options.log.warn({ reason }, 'disconnected from kas');
       this.#scheduleReconnect();
     });
-    this.#socket.on(TUNNEL_EVENT, (raw: unknown) => this.#onMessage(raw));
+    this.#socket.on(TUNNEL_EVENT, (raw: unknown) => this.#onEvent(raw));
   }
 
   get connected(): boolean {
@@ -241,13 +242,13 @@ class KasLink {
     if (this.#socket.connected) this.#socket.emit(TUNNEL_EVENT, packMessages(batch));
   }
 
-  #onMessage(raw: unknown): void {
-    const parsed = readKasMessage(raw);
-    if (!parsed.success) {
-      this.#o.log.warn({ issues: parsed.issues }, 'ignored a malformed message from kas');
-      return;
-    }
-    const message = parsed.data;
+  #onEvent(raw: unknown): void {
+    const { messages, issues } = readKasMessages(raw);
+    for (const issue of issues) this.#o.log.warn({ issues: issue }, 'ignored a malformed message from kas');
+    for (const message of messages) this.#onMessage(message);
+  }
+
+  #onMessage(message: KasMessage): void {
     switch (message.type) {
       case 'request':
         return this.#serve(new InflightRequest(message));

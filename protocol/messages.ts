@@ -26,7 +26,8 @@ export const FRAME_MAX_BYTES = 1024 * 1024;
  * or a packed batch (what agentk sends) whose data chunks travel as ONE binary attachment, each
  * `data` entry naming its slice; socket.io would otherwise make every chunk an attachment and
  * frame of its own (and refuses a packet with more than 10). Each message in a batch is
- * validated on its own. Batches are bounded in count and in chunk bytes.
+ * validated on its own. Batches are bounded in count and in chunk bytes. kas sends plain arrays
+ * (requests, credit, cancels of one event-loop turn) to an agent whose handshake says `batches`.
  */
 export const BATCH_MAX_MESSAGES = 64;
 export const BATCH_MAX_BYTES = 256 * 1024;
@@ -77,6 +78,12 @@ export const HandshakeSchema = z.object({
   version: z.string().max(64).default('unknown'),
   capabilities: z.array(z.enum(UPSTREAMS)).max(UPSTREAMS.length).default([]),
   protocol: z.number().int().default(PROTOCOL_VERSION),
+  /**
+   * The agent takes several kas messages in one socket.io event (a plain array): then kas sends
+   * the requests, credit and cancels of one event-loop turn together. Absent (an older agent),
+   * kas sends one message per event.
+   */
+  batches: z.boolean().default(false),
 });
 export type Handshake = z.infer<typeof HandshakeSchema>;
 
@@ -312,6 +319,26 @@ export function readKasMessage(raw: unknown): { success: true; data: KasMessage 
   const parsed = KasMessageSchema.safeParse(raw);
   if (parsed.success) return { success: true, data: parsed.data };
   return { success: false, issues: parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ') };
+}
+
+/**
+ * Everything kas sent in one socket.io event (one message, or a plain array of them for an agent
+ * that said `batches`), each validated on its own: the ones that pass, and why the others did not.
+ */
+export function readKasMessages(raw: unknown): { messages: KasMessage[]; issues: string[] } {
+  if (!Array.isArray(raw)) {
+    const one = readKasMessage(raw);
+    return one.success ? { messages: [one.data], issues: [] } : { messages: [], issues: [one.issues] };
+  }
+  if (raw.length === 0 || raw.length > BATCH_MAX_MESSAGES) return { messages: [], issues: [`a batch of ${raw.length} messages (1 to ${BATCH_MAX_MESSAGES})`] };
+  const messages: KasMessage[] = [];
+  const issues: string[] = [];
+  for (const entry of raw) {
+    const one = readKasMessage(entry);
+    if (one.success) messages.push(one.data);
+    else issues.push(one.issues);
+  }
+  return { messages, issues };
 }
 
 const METHODS = new Set(['GET', 'HEAD', 'POST']);

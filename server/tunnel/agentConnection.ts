@@ -7,6 +7,9 @@ import type { Logger } from 'pino';
 import {
   type AgentErrorCode,
   type AgentMessage,
+  BATCH_MAX_ATTACHMENTS,
+  BATCH_MAX_BYTES,
+  BATCH_MAX_MESSAGES,
   CHUNK_MAX_BYTES,
   describeRefusal,
   INITIAL_CREDIT_BYTES,
@@ -248,6 +251,8 @@ export class AgentLoad {
 export interface AgentConnectionOptions {
   load: AgentLoad;
   metrics: LimitMetrics;
+  /** The agent takes a plain array of messages in one event: send those of one event-loop turn together. */
+  batches?: boolean;
 }
 
 export class AgentConnection implements TunnelConnection, StreamSink {
@@ -260,6 +265,11 @@ export class AgentConnection implements TunnelConnection, StreamSink {
   #streams = new Map<number, TunnelStream>();
   #closed = false;
   #draining = false;
+  #batches: boolean;
+  #outbox: KasMessage[] = [];
+  #outboxBytes = 0;
+  #outboxAttachments = 0;
+  #flushScheduled = false;
 
   constructor(socket: Socket, info: ReplicaInfo, log: Logger, options: AgentConnectionOptions) {
     this.#socket = socket;
@@ -267,6 +277,7 @@ export class AgentConnection implements TunnelConnection, StreamSink {
     this.#log = log;
     this.#load = options.load;
     this.#metrics = options.metrics;
+    this.#batches = options.batches ?? false;
     socket.on(TUNNEL_EVENT, (raw: unknown) => this.#onEvent(raw));
     socket.on('disconnect', (reason) => this.#onClose(reason));
   }
@@ -304,9 +315,40 @@ export class AgentConnection implements TunnelConnection, StreamSink {
     return stream;
   }
 
+  /**
+   * To an agent that takes batches, the messages of one event-loop turn leave as one event (32
+   * requests arriving at once cost one WebSocket write and one wake-up of the agent, not 32); a
+   * batch full by count, body bytes or attachments leaves at once.
+   */
   send(message: KasMessage): void {
     if (this.#closed) return;
-    this.#socket.emit(TUNNEL_EVENT, message);
+    if (!this.#batches) {
+      this.#socket.emit(TUNNEL_EVENT, message);
+      return;
+    }
+    this.#outbox.push(message);
+    if (message.type === 'request' && message.body) {
+      this.#outboxBytes += message.body.byteLength;
+      this.#outboxAttachments++;
+    }
+    if (this.#outbox.length >= BATCH_MAX_MESSAGES || this.#outboxBytes >= BATCH_MAX_BYTES || this.#outboxAttachments >= BATCH_MAX_ATTACHMENTS) {
+      this.#flush();
+    } else if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => {
+        this.#flushScheduled = false;
+        this.#flush();
+      });
+    }
+  }
+
+  #flush(): void {
+    const batch = this.#outbox;
+    if (batch.length === 0) return;
+    this.#outbox = [];
+    this.#outboxBytes = 0;
+    this.#outboxAttachments = 0;
+    if (!this.#closed) this.#socket.emit(TUNNEL_EVENT, batch.length === 1 ? batch[0] : batch);
   }
 
   forget(id: number): void {
@@ -326,6 +368,7 @@ export class AgentConnection implements TunnelConnection, StreamSink {
   }
 
   disconnect(): void {
+    this.#flush();
     this.#socket.disconnect(true);
   }
 
@@ -371,6 +414,7 @@ export class AgentConnection implements TunnelConnection, StreamSink {
 
   #onClose(reason: string): void {
     this.#closed = true;
+    this.#outbox = [];
     for (const stream of [...this.#streams.values()]) {
       stream.fail(new TunnelStreamError('replica_gone', `the agent replica disconnected (${reason})`));
     }

@@ -37,6 +37,8 @@ export interface AgentServerOptions {
 
 interface SocketData {
   info: ReplicaInfo;
+  /** The agent takes several messages in one event (its handshake said `batches`). */
+  batches: boolean;
 }
 
 /** How long a WebSocket may stay open without completing the socket.io handshake. */
@@ -114,18 +116,19 @@ export function createAgentServer(o: AgentServerOptions): Server {
       version: handshake.data.version,
       capabilities: handshake.data.capabilities,
     };
+    socket.data.batches = handshake.data.batches;
     next();
   });
 
   io.on('connection', (socket: Socket) => {
-    const info = (socket.data as SocketData).info;
+    const { info, batches } = socket.data as SocketData;
     // Per-replica fields on each line, without a child logger per connection (they add up at 10,000 agents).
     const fields = { agent_id: info.agentId, replica: info.replica };
     const log = o.log;
     let load = loads.get(info.agentId);
     if (!load) loads.set(info.agentId, (load = new AgentLoad(o.log.child({ agent_id: info.agentId }), o.limits.agentMaxInflight)));
     load.connections++;
-    const connection = new AgentConnection(socket, info, log, { load, metrics: o.metrics });
+    const connection = new AgentConnection(socket, info, log, { load, metrics: o.metrics, batches });
     o.onConnected(connection);
     log.info({ ...fields, capabilities: info.capabilities, version: info.version }, 'agent replica connected');
     socket.on('disconnect', (reason) => {

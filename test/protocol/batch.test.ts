@@ -1,7 +1,7 @@
 // Packing several tunnel messages into one event and back: what agentk sends and kas unpacks.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type AgentMessage, AgentMessageSchema, BATCH_MAX_MESSAGES, PACK_MAX_CHUNK_BYTES, packMessages, unpackMessages } from '../../protocol/messages.ts';
+import { type AgentMessage, AgentMessageSchema, BATCH_MAX_MESSAGES, PACK_MAX_CHUNK_BYTES, packMessages, readKasMessages, unpackMessages } from '../../protocol/messages.ts';
 
 test('a packed batch unpacks into the same messages, their chunks in one buffer on the wire', () => {
   const messages: AgentMessage[] = [
@@ -52,4 +52,19 @@ test('malformed batches yield an error and no messages; odd entries are left for
   const { messages } = unpackMessages({ type: 'batch', bytes: Buffer.alloc(4), messages: [{ type: 'data', id: 1, offset: -1, length: 2 }] });
   assert.equal(messages.length, 1);
   assert.equal(AgentMessageSchema.safeParse(messages[0]).success, false);
+});
+
+test('kas to an agent that takes batches: a plain array, each message validated on its own', () => {
+  const request = { type: 'request', id: 1, upstream: 'prometheus', method: 'GET', path: '/api/v1/query', query: 'query=up', headers: {}, timeoutMs: 1000, credit: 1024 };
+  const { messages, issues } = readKasMessages([request, { type: 'credit', id: 1, bytes: 64 }, { type: 'credit', id: -1, bytes: 1 }, { type: 'cancel', id: 1, reason: 'gone' }]);
+  assert.deepEqual(
+    messages.map((m) => m.type),
+    ['request', 'credit', 'cancel'],
+  );
+  assert.equal(issues.length, 1, 'the credit with a negative id is refused alone');
+  assert.deepEqual(readKasMessages({ type: 'cancel', id: 2, reason: 'x' }).messages, [{ type: 'cancel', id: 2, reason: 'x' }], 'one message as itself');
+  const tooMany = readKasMessages(Array.from({ length: BATCH_MAX_MESSAGES + 1 }, () => ({ type: 'cancel', id: 1, reason: 'x' })));
+  assert.deepEqual(tooMany.messages, []);
+  assert.match(tooMany.issues[0]!, /a batch of 65 messages/);
+  assert.match(readKasMessages([]).issues[0]!, /a batch of 0 messages/);
 });
