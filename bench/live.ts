@@ -21,6 +21,7 @@ import { metricSum } from '../test/support/metrics.ts';
 import { startPrometheus, type PrometheusServer } from '../test/support/prometheus.ts';
 
 const CLIENT = fileURLToPath(new URL('./liveClients.ts', import.meta.url));
+const FLOOR = fileURLToPath(new URL('./sseFloor.ts', import.meta.url));
 const VIEWERS = Number(process.env.BENCH_LIVE_VIEWERS ?? 1000);
 const MANY = Number(process.env.BENCH_LIVE_MANY ?? 10_000);
 const GRAPHS = Number(process.env.BENCH_LIVE_GRAPHS ?? 200);
@@ -206,37 +207,62 @@ async function oneGraphManyViewers(prometheus: PrometheusServer): Promise<string
   }
 }
 
+/** kas RSS growth per SSE viewer, and the same for a bare node:http SSE server (bench/sseFloor.ts). */
 async function manyViewersOneNode(prometheus: PrometheusServer): Promise<string> {
-  const cluster = await KasCluster.start({ nodes: 1 });
-  try {
-    const agentToken = await cluster.registerAgent('prod');
-    await cluster.startAgent({ id: 'prod', token: agentToken, prometheusUrl: prometheus.url });
-    const token = await cluster.issueToken();
-    const url = liveUrl(cluster.nodes[0]!, 'count(up)', '5s');
+  const measure = async (pid: number | undefined, url: string, token: string): Promise<{ rss0: number; rss1: number; connected: number }> => {
     const warm = new Clients([url], 10, token, 5);
     await warm.waitForSnapshots(10);
     await new Promise((r) => setTimeout(r, 2_000));
-    const pid = cluster.nodes[0]!.proc.child.pid;
     const rss0 = rssBytes(pid);
-    progress(`opening ${MANY} SSE viewers on one node`);
     const clients = new Clients([url], MANY, token, 5);
     await clients.waitForSnapshots(MANY, 300_000);
     await new Promise((r) => setTimeout(r, 6_000)); // a step or so: every viewer has had an append
     const rss1 = rssBytes(pid);
     const report = await clients.report();
     await warm.report();
-    const perViewer = (rss1 - rss0) / report.connected;
-    return [
-      `### ${MANY} SSE viewers on one node`,
-      '',
-      '| kas RSS before | after | viewers connected | per viewer |',
-      '| ---: | ---: | ---: | ---: |',
-      `| ${(rss0 / 2 ** 20).toFixed(0)} MB | ${(rss1 / 2 ** 20).toFixed(0)} MB | ${report.connected} | ${(perViewer / 1024).toFixed(1)} KB (target ≤ 20 KB; Grafana Live documents about 50 KB) |`,
-      '',
-    ].join('\n');
+    return { rss0, rss1, connected: report.connected };
+  };
+  const row = (name: string, m: { rss0: number; rss1: number; connected: number }, target: string) =>
+    `| ${name} | ${(m.rss0 / 2 ** 20).toFixed(0)} MB | ${(m.rss1 / 2 ** 20).toFixed(0)} MB | ${m.connected} | ${((m.rss1 - m.rss0) / m.connected / 1024).toFixed(1)} KB${target} |`;
+
+  let kas: { rss0: number; rss1: number; connected: number };
+  const cluster = await KasCluster.start({ nodes: 1 });
+  try {
+    const agentToken = await cluster.registerAgent('prod');
+    await cluster.startAgent({ id: 'prod', token: agentToken, prometheusUrl: prometheus.url });
+    const token = await cluster.issueToken();
+    progress(`opening ${MANY} SSE viewers on one node`);
+    kas = await measure(cluster.nodes[0]!.proc.child.pid, liveUrl(cluster.nodes[0]!, 'count(up)', '5s'), token);
   } finally {
     await cluster.stop();
   }
+
+  progress(`opening ${MANY} SSE streams on a bare node:http server`);
+  const floor = fork(FLOOR, ['5'], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  let bare: { rss0: number; rss1: number; connected: number };
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      floor.stdout!.setEncoding('utf8').on('data', (line: string) => {
+        const m = /port (\d+)/.exec(line);
+        if (m) resolve(Number(m[1]));
+      });
+      floor.once('exit', (code) => reject(new Error(`bench/sseFloor.ts exited with ${code}`)));
+    });
+    bare = await measure(floor.pid, `http://127.0.0.1:${port}/live?query=count(up)&range=5m&step=5s`, 'none');
+  } finally {
+    floor.kill('SIGTERM');
+  }
+  return [
+    `### ${MANY} SSE viewers on one node`,
+    '',
+    'RSS of the serving process before the viewers connect and once every one of them has had its snapshot and an append.',
+    '',
+    '| server | RSS before | after | viewers connected | per viewer |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    row('kas (a live graph)', kas, ' (target ≤ 20 KB; Grafana Live documents about 50 KB)'),
+    row('bare node:http SSE server (the floor)', bare, ''),
+    '',
+  ].join('\n');
 }
 
 async function manyGraphs(prometheus: PrometheusServer): Promise<string> {
@@ -281,7 +307,12 @@ try {
     `- node ${process.version}`,
     '',
   ].join('\n');
-  const parts = [await oneGraphManyViewers(prometheus), await manyGraphs(prometheus), await manyViewersOneNode(prometheus)];
+  // BENCH_LIVE_PARTS=one,graphs,many (all by default) runs some of the three.
+  const only = new Set((process.env.BENCH_LIVE_PARTS ?? 'one,graphs,many').split(',').map((s) => s.trim()));
+  const parts: string[] = [];
+  if (only.has('one')) parts.push(await oneGraphManyViewers(prometheus));
+  if (only.has('graphs')) parts.push(await manyGraphs(prometheus));
+  if (only.has('many')) parts.push(await manyViewersOneNode(prometheus));
   process.stdout.write(`${head}\n${parts.join('\n')}\n`);
 } finally {
   await prometheus.stop();

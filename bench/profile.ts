@@ -4,7 +4,8 @@
 // is summed by where the code comes from (Node's own modules, each npm package, kas's files, the
 // garbage collector, native code) and by function. The raw .cpuprofile files are kept (the path is
 // printed) for a flame graph in Chrome DevTools or speedscope. BENCH_PROFILE_TRACING=1 turns tracing
-// on (every request sampled, exported over OTLP to a receiver in this process).
+// on (every request sampled, exported over OTLP to a receiver in this process). BENCH_PROFILE_BIG=<bytes>
+// profiles answers of that size instead, one at a time, for BENCH_SECONDS.
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import http from 'node:http';
@@ -15,7 +16,8 @@ import { startOtlpReceiver } from '../test/support/otlp.ts';
 import { startFakeUpstream } from '../test/support/upstream.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
-const CONCURRENCY = 32;
+const BIG = Number(process.env.BENCH_PROFILE_BIG ?? 0);
+const CONCURRENCY = BIG ? 1 : 32;
 const TOP = 12;
 
 interface ProfileNode {
@@ -113,7 +115,7 @@ try {
   const agent = await cluster.startAgent({ id: 'prof', token: agentToken, prometheusUrl: prometheus.url, env: profiling });
   await cluster.waitForReplicas('prof', 1, token);
   pids = { kas: cluster.nodes[0]!.proc.pid!, agentk: agent.proc.pid! };
-  const url = `${cluster.nodes[0]!.apiUrl}/api/v1/agents/prof/prometheus/api/v1/query?query=up`;
+  const url = `${cluster.nodes[0]!.apiUrl}/api/v1/agents/prof/prometheus/api/v1/query?query=${BIG ? `big&bytes=${BIG}` : 'up'}`;
   const headers = { authorization: `Bearer ${token}` };
   progress('warm-up');
   await load(url, headers, 3);
@@ -129,7 +131,7 @@ try {
 const out: string[] = [
   '## Where the CPU goes (`bench/profile.ts`)',
   '',
-  `Measured ${new Date().toISOString()} on ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, node ${process.version}: one kas node and agentk in front of a fake Prometheus, ${requests} requests in ${SECONDS} s at c=${CONCURRENCY} (${Math.round(requests / SECONDS)} req/s, warm-up and start-up included in the profiles), tracing ${tracing ? 'on (every request sampled and exported)' : 'off (the default: no endpoint)'}. Self time, idle left out; the profiles are in ${dir}.`,
+  `Measured ${new Date().toISOString()} on ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, node ${process.version}: one kas node and agentk in front of a fake Prometheus, ${requests} ${BIG ? `answers of ${BIG} bytes` : 'requests'} in ${SECONDS} s at c=${CONCURRENCY} (${BIG ? `${((requests * BIG) / SECONDS / 1e6).toFixed(0)} MB/s` : `${Math.round(requests / SECONDS)} req/s`}, warm-up and start-up included in the profiles), tracing ${tracing ? 'on (every request sampled and exported)' : 'off (the default: no endpoint)'}. Self time, idle left out; the profiles are in ${dir}.`,
   '',
 ];
 for (const [name, pid] of Object.entries(pids!)) {
