@@ -13,7 +13,7 @@ export const kasErrorBody: ErrorBody = (error, traceId) => ({ error: { code: err
 
 export function sendError(res: Response, error: KasError, body: ErrorBody = kasErrorBody): void {
   if (res.headersSent) {
-    res.destroy(error);
+    cutShort(res, error);
     return;
   }
   const traceId = String(res.getHeader('x-trace-id') ?? '');
@@ -23,4 +23,16 @@ export function sendError(res: Response, error: KasError, body: ErrorBody = kasE
   // request on the connection: there is no next one.
   if (!res.req.complete || error.code === 'payload_too_large' || error.code === 'request_timeout') res.setHeader('Connection', 'close');
   res.status(error.status).json(body(error, traceId));
+}
+
+/**
+ * Ends an answer that has begun without its end (a chunked body without its last chunk): the only
+ * honest signal left once the head is out. What was written before is sent first: node:http corks
+ * the socket for each chunked write until the next tick, and destroying it in the same tick (the
+ * agent's event and its failure read from one TCP segment) would drop those bytes unsent.
+ */
+export function cutShort(res: Response, error?: Error): void {
+  const socket = res.socket;
+  while (socket && socket.writableCorked > 0) socket.uncork();
+  res.destroy(error);
 }

@@ -5,7 +5,7 @@ import type { Response } from 'express';
 import type { Reply } from '../modules/capability.ts';
 import type { KasError } from '../routing/errors.ts';
 import type { AgentStream } from '../routing/request.ts';
-import { type ErrorBody, sendError } from './errors.ts';
+import { cutShort, type ErrorBody, sendError } from './errors.ts';
 
 /** Who answered, and how much: the request's log line reads it when the response closes. */
 export interface Served {
@@ -73,7 +73,7 @@ export class HttpReply implements Reply {
       // request on it; else cutting the answer short is the only honest signal left.
       const declared = res.getHeader('content-length');
       if (declared !== undefined && Number(declared) === this.served.bytes && !res.writableEnded) res.end();
-      else res.destroy(error as Error);
+      else cutShort(res, error as Error);
     } finally {
       res.off('close', onClose);
     }
@@ -95,7 +95,7 @@ export class HttpReply implements Reply {
   }
 
   destroy(error?: Error): void {
-    this.#res.destroy(error);
+    cutShort(this.#res, error);
   }
 
   fail(error: KasError): void {

@@ -46,17 +46,25 @@ export class RogueAgent {
 
   async #play(id: number, script: readonly RogueStep[]): Promise<void> {
     for (const step of script) {
-      if (step === 'end') this.send({ type: 'end', id });
-      else if ('waitMs' in step) await new Promise((r) => setTimeout(r, step.waitMs));
-      else if ('head' in step) this.send({ type: 'head', id, status: step.head, headers: step.headers ?? { 'content-type': 'application/json' } });
-      else if ('data' in step) this.send({ type: 'data', id, chunk: Buffer.from(step.data) });
-      else if ('dataBytes' in step) this.send({ type: 'data', id, chunk: Buffer.alloc(step.dataBytes, 'x') });
-      else if ('error' in step) this.send({ type: 'error', id, code: step.error, message: step.message ?? `the rogue says ${step.error}` });
-      else this.send({ ...step.message, id });
+      if (typeof step === 'object' && 'waitMs' in step) await new Promise((r) => setTimeout(r, step.waitMs));
+      // Several messages as one event, so that kas reads them in one go (as it does when they
+      // arrive in one TCP segment).
+      else if (typeof step === 'object' && 'together' in step) this.send(step.together.map((s) => messageOf(id, s)));
+      else this.send(messageOf(id, step));
     }
   }
 
   close(): void {
     this.socket.close();
   }
+}
+
+/** The tunnel message a step sends. */
+function messageOf(id: number, step: Exclude<RogueStep, { waitMs: number } | { together: unknown }>): Record<string, unknown> {
+  if (step === 'end') return { type: 'end', id };
+  if ('head' in step) return { type: 'head', id, status: step.head, headers: step.headers ?? { 'content-type': 'application/json' } };
+  if ('data' in step) return { type: 'data', id, chunk: Buffer.from(step.data) };
+  if ('dataBytes' in step) return { type: 'data', id, chunk: Buffer.alloc(step.dataBytes, 'x') };
+  if ('error' in step) return { type: 'error', id, code: step.error, message: step.message ?? `the rogue says ${step.error}` };
+  return { ...step.message, id };
 }

@@ -142,7 +142,9 @@ export type RogueStep =
   | { error: string; message?: string }
   /** Any message, as it is, with `id` set to the request's. */
   | { message: Record<string, unknown> }
-  | { waitMs: number };
+  | { waitMs: number }
+  /** These messages in one event: kas reads them in one go. */
+  | { together: readonly Exclude<RogueStep, { waitMs: number } | { together: unknown }>[] };
 
 /**
  * A registered agent that answers a request badly on purpose. The caller asks through the node

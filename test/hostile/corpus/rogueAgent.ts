@@ -60,6 +60,10 @@ export const rogueCases: RogueCase[] = [
   // Streams are passed on at their head
   { name: 'a watch: a second head after the first', ask: 'watch', script: [{ head: 200 }, { waitMs: 100 }, { head: 500 }, { data: '{"type":"ADDED"}\n' }], expect: { status: 200, body: { exactly: '' }, ended: 'cut' } },
   { name: 'a watch: events, then an oversized chunk', ask: 'watch', script: [{ head: 200 }, { data: '{"type":"ADDED"}\n' }, { waitMs: 100 }, { dataBytes: 16 * 1024 + 1 }], expect: { status: 200, body: { exactly: '{"type":"ADDED"}\n' }, ended: 'cut' } },
+  // An event and the violation after it read in one go: the event still reaches the caller before the cut.
+  { name: 'a watch: an event and an oversized chunk read together', ask: 'watch', script: [{ head: 200 }, { together: [{ data: '{"type":"ADDED"}\n' }, { dataBytes: 16 * 1024 + 1 }] }], expect: { status: 200, body: { exactly: '{"type":"ADDED"}\n' }, ended: 'cut' } },
+  { name: 'a watch: an event and an upstream failure read together', ask: 'watch', script: [{ head: 200 }, { together: [{ data: '{"type":"ADDED"}\n' }, { error: 'upstream_unreachable' }] }], expect: { status: 200, body: { exactly: '{"type":"ADDED"}\n' }, ended: 'cut' } },
+  ...both('body bytes and an upstream failure read together', [{ head: 200, headers: json }, { together: [{ data: '{"partial":' }, { error: 'upstream_unreachable' }] }], cutAfter('{"partial":')),
   { name: 'a watch that ends cleanly', ask: 'watch', script: [{ head: 200 }, { data: '{"type":"ADDED"}\n' }, 'end'], expect: { status: 200, body: { exactly: '{"type":"ADDED"}\n' }, ended: 'clean' } },
   { name: 'a watch whose upstream fails after an event', ask: 'watch', script: [{ head: 200 }, { data: '{"type":"ADDED"}\n' }, { waitMs: 100 }, { error: 'upstream_unreachable' }], expect: { status: 200, body: { exactly: '{"type":"ADDED"}\n' }, ended: 'cut' } },
   { name: 'a watch that fails before its head', ask: 'watch', script: [{ data: 'x' }], expect: { status: 502, body: 'kubernetes', message: /data before head/, ended: 'clean' } },
