@@ -25,7 +25,9 @@ export class HttpReply implements Reply {
   readonly served: Served = { bytes: 0 };
   #res: Response;
   #errorBody: ErrorBody;
-  #gone = new AbortController();
+  /** Made when first asked for: a long stream (an SSE viewer) needs none, and one costs memory. */
+  #gone: AbortController | undefined;
+  #left = false;
 
   constructor(res: Response, errorBody: ErrorBody) {
     this.#res = res;
@@ -33,12 +35,23 @@ export class HttpReply implements Reply {
     // Only a caller that left before the answer was complete aborts anything (and an Error is
     // made only then: this runs for every request).
     res.once('close', () => {
-      if (!res.writableFinished) this.#gone.abort(new CallerGoneError());
+      if (res.writableFinished) return;
+      this.#left = true;
+      this.#gone?.abort(new CallerGoneError());
     });
   }
 
   get signal(): AbortSignal {
+    if (!this.#gone) {
+      this.#gone = new AbortController();
+      if (this.#left) this.#gone.abort(new CallerGoneError());
+    }
     return this.#gone.signal;
+  }
+
+  /** The caller left before the answer was complete. */
+  get left(): boolean {
+    return this.#left;
   }
 
   get started(): boolean {

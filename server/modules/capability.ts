@@ -37,6 +37,8 @@ export interface CapabilityRequest {
 export interface Reply {
   /** Aborted when the caller went away before its answer was complete. */
   readonly signal: AbortSignal;
+  /** The caller left before the answer was complete (what aborts `signal`). */
+  readonly left: boolean;
   /** The head went out: an error can no longer be answered, only the answer cut. */
   readonly started: boolean;
   /**
@@ -90,7 +92,10 @@ export interface ServerCapability {
    * holding the agent, so a forwarded request is judged by the same rules.
    */
   check(request: CapabilityRequest): Promise<AgentRequest>;
-  /** Serves a caller's request (after `check`, or its own routes such as a live graph). */
+  /**
+   * Serves a caller's request (after `check`, or its own routes such as a live graph). May resolve
+   * before the answer is over: a stream that lives on is held by its reply, not by this promise.
+   */
   serve(request: CapabilityRequest, reply: Reply): Promise<void>;
   /** The body of an error kas itself answers under this capability's URLs: the caller's language. */
   errorBody(error: KasError, traceId: string): unknown;

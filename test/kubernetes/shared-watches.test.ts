@@ -323,6 +323,9 @@ class RecordingReply implements Reply {
   get signal(): AbortSignal {
     return this.#gone.signal;
   }
+  get left(): boolean {
+    return this.#gone.signal.aborted;
+  }
   get started(): boolean {
     return this.status !== 0;
   }

@@ -54,8 +54,12 @@ export class LiveGraphs {
     return { subscriptions: this.#subscriptions.size, viewers: this.#hub.stats().viewers, evaluating };
   }
 
-  /** The SSE stream of one live graph. Resolves when it is over. */
-  async serveSse(request: CapabilityRequest, reply: Reply): Promise<void> {
+  /**
+   * The SSE stream of one live graph. Returns once the viewer has joined, not when it is over: a
+   * viewer is held by its graph and its response alone, so that no request's async frames (the
+   * route's, express's) stay alive per viewer for as long as it watches.
+   */
+  serveSse(request: CapabilityRequest, reply: Reply): void {
     if (request.method !== 'GET') throw new KasError('forbidden', `${request.method} is not allowed on a live graph; use GET`);
     const params = new URLSearchParams(request.query);
     const spec = liveSpec(request.agentId, { query: params.get('query'), range: params.get('range'), step: params.get('step') });
@@ -65,10 +69,8 @@ export class LiveGraphs {
     const sse = new SseOutput(reply);
     sse.open();
     this.#sse.add(sse);
-    const over = new Promise<void>((resolve) => reply.onClose(resolve));
+    reply.onClose(() => this.#sse.delete(sse));
     this.#join(spec, new LiveViewer(sse, resume));
-    await over;
-    this.#sse.delete(sse);
   }
 
   /** A dashboard subscription to a live graph: refused at once when its graph or a limit is wrong. */

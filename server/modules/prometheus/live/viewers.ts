@@ -115,13 +115,11 @@ export class SseOutput implements LiveOutput {
   }
 
   get gone(): boolean {
-    return this.#reply.signal.aborted;
+    return this.#reply.left;
   }
 
   onGone(listener: () => void): () => void {
-    const signal = this.#reply.signal;
-    signal.addEventListener('abort', listener, { once: true });
-    return () => signal.removeEventListener('abort', listener);
+    return this.#reply.onClose(listener);
   }
 
   snapshot(tMs: number, window: LiveWindow): void {
