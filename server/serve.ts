@@ -47,7 +47,11 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
 
   const lifecycle = new NodeLifecycle();
   let cluster: Cluster | undefined;
-  const isReady = () => !lifecycle.draining && (!clustered || (cluster?.ready === true));
+  // A node needs Redis to join the cluster, not to stay in it: once joined it keeps serving while
+  // Redis is away (its own agents' requests, and forwarding to the nodes it knew), so that a Redis
+  // restart or failover, which every node sees at once, does not take every node out of its load
+  // balancer together.
+  const isReady = () => !lifecycle.draining && (!clustered || cluster !== undefined);
 
   const tracing = await startTracing({ serviceName: 'kas', instanceId: config.nodeName, log });
   const metricsStack = createMetrics('kas', config.nodeName);
@@ -56,7 +60,13 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   const registry = new AgentRegistry(config.nodeName);
 
   // Observability first, so a node waiting for Redis already answers /readiness with "not yet".
-  const observability = createObservabilityServer(metricsStack, () => ({ ready: isReady() }));
+  const observability = createObservabilityServer(metricsStack, () => {
+    const ready = isReady();
+    if (lifecycle.draining) return { ready, why: 'draining' };
+    if (clustered && !cluster) return { ready, why: 'waiting for Redis to join the cluster' };
+    if (cluster && !cluster.ready) return { ready, why: "Redis unreachable: serving this node's agents and forwarding to the nodes it knew" };
+    return { ready };
+  });
   await listen(observability, config.observabilityListen);
 
   if (config.redisUrl) {

@@ -1,7 +1,8 @@
-// A node's life: readiness follows Redis, and SIGTERM drains before exiting 0.
+// A node's life: ready once it has joined through Redis (and while Redis is away after that), and
+// SIGTERM drains before exiting 0.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { KasCluster } from '../support/kas.ts';
+import { KAS_BIN, KasCluster } from '../support/kas.ts';
 import { Proc, waitFor } from '../support/procs.ts';
 import { requireTool } from '../support/tools.ts';
 import { startFakeUpstream } from '../support/upstream.ts';
@@ -10,23 +11,45 @@ async function readiness(url: string): Promise<number | undefined> {
   return (await fetch(`${url}/readiness`).catch(() => undefined))?.status;
 }
 
+async function readinessText(url: string): Promise<string> {
+  return (await (await fetch(`${url}/readiness`).catch(() => undefined))?.text()) ?? '';
+}
+
 describe('a kas node', () => {
-  test('is not ready while its Redis is unreachable, and ready again when Redis returns', async (t) => {
+  test('is not ready until it has joined through Redis, then stays ready and serves its agents while Redis is away', async (t) => {
+    const upstream = await startFakeUpstream();
     const cluster = await KasCluster.start({ nodes: 1, redis: true });
-    t.after(() => cluster.stop());
+    t.after(async () => {
+      await cluster.stop();
+      await upstream.stop();
+    });
     const node = cluster.nodes[0]!;
     const redis = cluster.redis!;
+    const agentToken = await cluster.registerAgent('steady');
+    const token = await cluster.issueToken();
+    await cluster.startAgent({ id: 'steady', token: agentToken, prometheusUrl: upstream.url });
     assert.equal(await readiness(node.observabilityUrl), 200);
-    assert.equal((await fetch(`${node.observabilityUrl}/liveness`)).status, 200);
 
+    // Redis away (every node sees that at once): the node stays in its load balancer and serves.
     await redis.proc.kill();
-    await waitFor(async () => (await readiness(node.observabilityUrl)) === 503, { timeoutMs: 15_000, what: 'readiness 503 without Redis' });
+    await waitFor(async () => (await readinessText(node.observabilityUrl)).includes('Redis unreachable'), { timeoutMs: 15_000, what: 'readiness to say Redis is unreachable' });
+    assert.equal(await readiness(node.observabilityUrl), 200, 'a joined node stays ready without Redis');
+    assert.equal((await fetch(`${node.observabilityUrl}/liveness`)).status, 200);
+    const answer = await cluster.fetch(0, '/api/v1/agents/steady/prometheus/api/v1/query?query=up', { token });
+    assert.equal(answer.status, 200, await answer.text());
+
+    // A node that starts while Redis is away has not joined: not ready, until Redis returns.
+    await node.proc.stop('SIGTERM', 10_000);
+    node.proc = Proc.start(node.name, process.execPath, [KAS_BIN, 'serve'], { env: node.env });
+    await waitFor(async () => (await readiness(node.observabilityUrl)) === 503, { timeoutMs: 15_000, what: 'readiness 503 before joining' });
+    assert.match(await readinessText(node.observabilityUrl), /waiting for Redis/);
     assert.equal((await fetch(`${node.observabilityUrl}/liveness`)).status, 200, 'a node waiting for Redis is still alive');
 
     const binary = await requireTool('redis-server');
     const revived = Proc.start('redis-again', binary, ['--port', String(redis.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
     t.after(() => revived.stop());
     await waitFor(async () => (await readiness(node.observabilityUrl)) === 200, { timeoutMs: 20_000, what: 'readiness 200 once Redis is back' });
+    assert.equal(await readinessText(node.observabilityUrl), 'ready\n');
   });
 
   test('on SIGTERM turns not ready, lets the in-flight request finish, and exits 0', async (t) => {
