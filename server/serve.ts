@@ -57,6 +57,12 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   const metricsStack = createMetrics('kas', config.nodeName);
   const metrics = createKasMetrics(metricsStack.meter, isReady);
   const limitMetrics = createLimitMetrics(metricsStack.meter);
+  if (clustered) {
+    // Readiness no longer says when Redis is away (above): this does.
+    metricsStack.meter
+      .createObservableGauge('kas_redis_connected', { description: '1 while both of the node\'s Redis connections are up' })
+      .addCallback((result) => result.observe(cluster?.ready ? 1 : 0));
+  }
   const registry = new AgentRegistry(config.nodeName);
 
   // Observability first, so a node waiting for Redis already answers /readiness with "not yet".

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { KAS_BIN, KasCluster } from '../support/kas.ts';
+import { metricSum } from '../support/metrics.ts';
 import { Proc, waitFor } from '../support/procs.ts';
 import { requireTool } from '../support/tools.ts';
 import { startFakeUpstream } from '../support/upstream.ts';
@@ -29,11 +30,13 @@ describe('a kas node', () => {
     const token = await cluster.issueToken();
     await cluster.startAgent({ id: 'steady', token: agentToken, prometheusUrl: upstream.url });
     assert.equal(await readiness(node.observabilityUrl), 200);
+    assert.equal(await metricSum(node.observabilityUrl, 'kas_redis_connected'), 1);
 
     // Redis away (every node sees that at once): the node stays in its load balancer and serves.
     await redis.proc.kill();
     await waitFor(async () => (await readinessText(node.observabilityUrl)).includes('Redis unreachable'), { timeoutMs: 15_000, what: 'readiness to say Redis is unreachable' });
     assert.equal(await readiness(node.observabilityUrl), 200, 'a joined node stays ready without Redis');
+    assert.equal(await metricSum(node.observabilityUrl, 'kas_redis_connected'), 0, 'kas_redis_connected says Redis is away');
     assert.equal((await fetch(`${node.observabilityUrl}/liveness`)).status, 200);
     const answer = await cluster.fetch(0, '/api/v1/agents/steady/prometheus/api/v1/query?query=up', { token });
     assert.equal(answer.status, 200, await answer.text());
@@ -50,6 +53,7 @@ describe('a kas node', () => {
     t.after(() => revived.stop());
     await waitFor(async () => (await readiness(node.observabilityUrl)) === 200, { timeoutMs: 20_000, what: 'readiness 200 once Redis is back' });
     assert.equal(await readinessText(node.observabilityUrl), 'ready\n');
+    assert.equal(await metricSum(node.observabilityUrl, 'kas_redis_connected'), 1);
   });
 
   test('on SIGTERM turns not ready, lets the in-flight request finish, and exits 0', async (t) => {
