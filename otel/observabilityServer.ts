@@ -3,7 +3,7 @@
 import http from 'node:http';
 import type { MetricsStack } from './metrics.ts';
 
-export function createObservabilityServer(metrics: MetricsStack, readiness: () => { ready: boolean; why?: string | undefined }): http.Server {
+export function createObservabilityServer(metrics: MetricsStack, readiness: () => { ready: boolean; why?: string }): http.Server {
   return http.createServer((req, res) => {
     const path = req.url?.split('?')[0];
     if (path === '/metrics') return metrics.serve(req, res);

@@ -51,7 +51,13 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   // Redis is away (its own agents' requests, and forwarding to the nodes it knew), so that a Redis
   // restart or failover, which every node sees at once, does not take every node out of its load
   // balancer together.
-  const isReady = () => !lifecycle.draining && (!clustered || cluster !== undefined);
+  const readiness = (): { ready: boolean; why?: string } => {
+    if (lifecycle.draining) return { ready: false, why: 'draining' };
+    if (clustered && !cluster) return { ready: false, why: 'waiting for Redis to join the cluster' };
+    if (cluster && !cluster.ready) return { ready: true, why: "Redis unreachable: serving this node's agents and forwarding to the nodes it knew" };
+    return { ready: true };
+  };
+  const isReady = () => readiness().ready;
 
   const tracing = await startTracing({ serviceName: 'kas', instanceId: config.nodeName, log });
   const metricsStack = createMetrics('kas', config.nodeName);
@@ -66,13 +72,7 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
   const registry = new AgentRegistry(config.nodeName);
 
   // Observability first, so a node waiting for Redis already answers /readiness with "not yet".
-  const observability = createObservabilityServer(metricsStack, () => {
-    const ready = isReady();
-    if (lifecycle.draining) return { ready, why: 'draining' };
-    if (clustered && !cluster) return { ready, why: 'waiting for Redis to join the cluster' };
-    if (cluster && !cluster.ready) return { ready, why: "Redis unreachable: serving this node's agents and forwarding to the nodes it knew" };
-    return { ready };
-  });
+  const observability = createObservabilityServer(metricsStack, readiness);
   await listen(observability, config.observabilityListen);
 
   if (config.redisUrl) {
