@@ -31,9 +31,15 @@ COPY agent ./agent
 COPY protocol ./protocol
 COPY otel ./otel
 COPY --from=build /src/web/dist ./web/dist
+# Node's compile cache, warmed here with every source file (bin/*.js turn it on): both programs
+# start without loading Node's TypeScript stripper, about 25 MB less resident each. Read-only at
+# run time, which Node accepts.
+ENV NODE_COMPILE_CACHE=/app/.compile-cache
+RUN node --input-type=module -e 'const { readdirSync } = await import("node:fs"); const walk = (d) => readdirSync(d, { withFileTypes: true }).flatMap((e) => e.isDirectory() ? walk(d + "/" + e.name) : e.name.endsWith(".ts") ? [d + "/" + e.name] : []); for (const f of ["server", "agent", "protocol", "otel"].flatMap(walk)) await import("/app/" + f); process.exit(0)' \
+ && node bin/kas.js --version && node bin/agentk.js --version
 # The image's user `node` (uid 1000), as the Kubernetes manifests expect.
 USER node
 EXPOSE 8150 8151 8153 8155 8181
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["node", "/app/bin/healthcheck.ts"]
-ENTRYPOINT ["node", "/app/bin/kas.ts"]
+ENTRYPOINT ["node", "/app/bin/kas.js"]
 CMD ["serve"]

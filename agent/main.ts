@@ -2,6 +2,7 @@
 import { createLogger } from '../otel/logger.ts';
 import { createMetrics, SECONDS_BUCKETS } from '../otel/metrics.ts';
 import { createObservabilityServer } from '../otel/observabilityServer.ts';
+import { releaseStartupMemory } from '../otel/startupMemory.ts';
 import { startTracing } from '../otel/tracing.ts';
 import { formatHelp, parseCommandLine, SettingError } from '../protocol/settings.ts';
 import { VERSION } from '../protocol/version.ts';
@@ -75,6 +76,7 @@ export async function main(argv: string[]): Promise<number> {
   await new Promise<void>((resolve, reject) => observability.once('error', reject).listen(port, host, resolve));
 
   connection.start();
+  releaseStartupMemory();
   const stop = () => {
     log.info('stopping');
     connection.stop();

@@ -79,7 +79,7 @@ async function startNode(dir: string, env: Record<string, string>, index: number
   const [agent, api, priv, obs] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
   const name = `kas-${index}`;
   const log = openSync(join(dir, `${name}.log`), 'a');
-  const child = spawn(process.execPath, [join(ROOT, 'bin/kas.ts'), 'serve'], {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/kas.js'), 'serve'], {
     env: {
       ...process.env,
       ...env,

@@ -342,7 +342,7 @@ async function main(): Promise<void> {
   await writeFile(agentConfigFile, agentConfig.join('\n'));
 
   const guard = ['--import', join(ROOT, 'scripts/exit-with-parent.ts')];
-  const kas = startChild('kas', process.execPath, [...guard, join(ROOT, 'bin/kas.ts'), 'serve'], childEnv);
+  const kas = startChild('kas', process.execPath, [...guard, join(ROOT, 'bin/kas.js'), 'serve'], childEnv);
   await waitUntil('kas to be ready', kas, 30_000, async () => (await fetch(`${observabilityUrl}/readiness`)).ok);
 
   await ensureAgentToken(config.agentTokensFile, tokenFile);
@@ -352,7 +352,7 @@ async function main(): Promise<void> {
   const agentk = startChild(
     'agentk',
     process.execPath,
-    [...guard, join(ROOT, 'bin/agentk.ts'), '--kas-url', `${config.agentTls ? 'wss' : 'ws'}://${reachable(config.agentListen)}`, '--token-file', tokenFile, '--config', agentConfigFile],
+    [...guard, join(ROOT, 'bin/agentk.js'), '--kas-url', `${config.agentTls ? 'wss' : 'ws'}://${reachable(config.agentListen)}`, '--token-file', tokenFile, '--config', agentConfigFile],
     { ...childEnv, AGENTK_OBSERVABILITY_LISTEN: `${agentkObservability.host}:${agentkObservability.port}` },
   );
   const apiCa = localCa ? localTls.caPem : undefined;

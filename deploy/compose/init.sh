@@ -5,7 +5,7 @@
 # test that runs this script outside a container (test/deploy/compose.test.ts).
 set -eu
 SHARED=${SHARED:-/shared}
-KAS=${KAS:-node /app/bin/kas.ts}
+KAS=${KAS:-node /app/bin/kas.js}
 cd "$SHARED"
 umask 077
 for secret in api-secret private-secret; do

@@ -9,7 +9,7 @@
 // whose command really tells a live kas from a dead one.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +25,7 @@ import { freePort } from '../support/ports.ts';
 import { requireTool } from '../support/tools.ts';
 
 const run = promisify(execFile);
+const readdirRecursive = (dir: string): string[] => readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => join(dir, f));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 interface Service {
@@ -154,6 +155,36 @@ describe('docker-compose.yml', () => {
     const healthcheck = /^HEALTHCHECK .*CMD \["node", "\/app\/(bin\/healthcheck\.ts)"\]$/m.exec(runtime);
     assert.ok(healthcheck && existsSync(join(ROOT, healthcheck[1]!)), 'a HEALTHCHECK');
     assert.match(readFileSync(join(ROOT, healthcheck[1]!), 'utf8'), /\/liveness/);
+  });
+
+  test("the image's compile-cache warm-up covers every source, so the programs start without stripping types", async () => {
+    const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+    const runtime = dockerfile.split(/^(?=FROM )/m).at(-1)!;
+    const cacheDir = /^ENV NODE_COMPILE_CACHE=(\S+)$/m.exec(runtime)?.[1];
+    assert.ok(cacheDir, 'the runtime sets NODE_COMPILE_CACHE');
+    const warm = /^RUN (node --input-type=module -e '[^']+') \\\n && node bin\/kas\.js --version && node bin\/agentk\.js --version$/m.exec(runtime)?.[1];
+    assert.ok(warm, 'the runtime warms the cache with every source and both programs');
+    const script = /-e '([^']+)'/.exec(warm!)![1]!.replaceAll('"/app/"', JSON.stringify(ROOT));
+    const dir = await mkdtemp(join(tmpdir(), 'kas-compile-cache-'));
+    try {
+      const env = { ...process.env, NODE_COMPILE_CACHE: dir };
+      await run(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, env });
+      for (const bin of ['bin/kas.js', 'bin/agentk.js']) await run(process.execPath, [join(ROOT, bin), '--version'], { env });
+      // Every source again, now reporting what the cache gave: each one's stripped text, none stripped anew.
+      const debug = { ...env, NODE_DEBUG_NATIVE: 'COMPILE_CACHE' };
+      const again = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, env: debug });
+      const sources = ['server', 'agent', 'protocol', 'otel'].flatMap((d) => readdirRecursive(join(ROOT, d))).filter((f) => f.endsWith('.ts'));
+      const hits = again.stderr.match(/retrieving transpile cache for StrippedTypeScript \S+\.\.\.success/g) ?? [];
+      assert.equal(hits.length, sources.length, 'every source came from the cache');
+      assert.doesNotMatch(again.stderr, /no transpile cache/);
+      for (const bin of ['bin/kas.js', 'bin/agentk.js']) {
+        const started = await run(process.execPath, [join(ROOT, bin), '--version'], { env: debug });
+        assert.match(started.stdout, /^(kas|agentk) \d/);
+        assert.doesNotMatch(started.stderr, /no transpile cache/, `${bin} strips no TypeScript`);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test("the HEALTHCHECK command is 0 for a live kas and 1 when nothing answers", async () => {

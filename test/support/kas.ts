@@ -13,8 +13,8 @@ import { startRedis, type RedisServer } from './redis.ts';
 
 // BENCH_KAS_ROOT runs another checkout's programs (benchmarks compare a `before` with this one).
 const ROOT = process.env.BENCH_KAS_ROOT ?? fileURLToPath(new URL('../../', import.meta.url));
-export const KAS_BIN = join(ROOT, 'bin/kas.ts');
-export const AGENTK_BIN = join(ROOT, 'bin/agentk.ts');
+export const KAS_BIN = join(ROOT, 'bin/kas.js');
+export const AGENTK_BIN = join(ROOT, 'bin/agentk.js');
 
 export interface KasNode {
   name: string;
