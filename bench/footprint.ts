@@ -10,6 +10,7 @@
 //                 directly, through a minimal node:http proxy, through kas on the node holding
 //                 the agent and through the other node (target: cross node ≥ 50% of direct).
 //
+// BENCH_FOOTPRINT_PARTS=idle or =big runs one part.
 // Progress goes to stderr, the results to stdout as markdown.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -199,8 +200,9 @@ async function bigAnswer(): Promise<string[]> {
 
 const startedAt = new Date();
 const load = loadavg().map((l) => l.toFixed(2)).join(' ');
-const memory = await idleMemory();
-const big = await bigAnswer();
+const parts = (process.env.BENCH_FOOTPRINT_PARTS ?? 'idle,big').split(',');
+const memory = parts.includes('idle') ? await idleMemory() : [];
+const big = parts.includes('big') ? await bigAnswer() : [];
 process.stdout.write(
   [
     `## Footprint (\`bench/footprint.ts\`)`,
