@@ -15,7 +15,7 @@ export async function freePort(): Promise<number> {
   const [low, high] = portRange();
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = low + Math.floor(Math.random() * (high - low));
-    if (handedOut.has(port)) continue;
+    if (handedOut.has(port) || FETCH_BLOCKED.has(port)) continue;
     if (await canBind(port)) {
       handedOut.add(port);
       return port;
@@ -26,6 +26,12 @@ export async function freePort(): Promise<number> {
 }
 
 const handedOut = new Set<number>();
+/**
+ * Ports that fetch() and browsers refuse to connect to ("bad port", the Fetch standard's port
+ * blocking list), above 1024: a server on one of them is unreachable from undici and chromium
+ * (a benchmark failed on 10080).
+ */
+const FETCH_BLOCKED = new Set([1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080]);
 let range: [number, number] | undefined;
 
 /** [low, high) outside the ephemeral range, with room for thousands of ports. */
