@@ -2,7 +2,7 @@
 import { createLogger } from '../otel/logger.ts';
 import { createMetrics, SECONDS_BUCKETS } from '../otel/metrics.ts';
 import { createObservabilityServer } from '../otel/observabilityServer.ts';
-import { releaseStartupMemory } from '../otel/startupMemory.ts';
+import { releaseStartupMemory } from './startupMemory.ts';
 import { startTracing } from '../otel/tracing.ts';
 import { formatHelp, parseCommandLine, SettingError } from '../protocol/settings.ts';
 import { VERSION } from '../protocol/version.ts';

@@ -167,9 +167,7 @@ async function oneNode(): Promise<string> {
   cleanups.push(() => redis.stop());
   const { env, replicas, apiToken } = await setUp(dir, redis, AGENTS);
   const node = await startNode(dir, env, 0);
-  // Past the collection kas makes once it has settled after start-up (otel/startupMemory.ts), so
-  // that "before" is the node at rest, as "after" is.
-  await new Promise((r) => setTimeout(r, 5_000));
+  await new Promise((r) => setTimeout(r, 3_000));
   const rss0 = rssBytes(node.child.pid);
   progress(`starting the client processes, then a storm of ${AGENTS} agent connections onto one node`);
   const fleet = await Fleet.start([[node.agentUrl]], replicas, 1_000_000);

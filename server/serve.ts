@@ -7,7 +7,6 @@ import { createLimitMetrics } from '../otel/limitMetrics.ts';
 import { createMetrics } from '../otel/metrics.ts';
 import { traceServer } from '../otel/http.ts';
 import { createObservabilityServer } from '../otel/observabilityServer.ts';
-import { releaseStartupMemory } from '../otel/startupMemory.ts';
 import { startTracing } from '../otel/tracing.ts';
 import { AgentTokenStore } from './auth/agentTokens.ts';
 import { loadSecret } from './auth/secrets.ts';
@@ -168,7 +167,6 @@ export async function serve(config: KasConfig, log: Logger): Promise<RunningKas>
     },
     'kas is serving',
   );
-  releaseStartupMemory();
 
   return {
     async shutdown() {

@@ -1,9 +1,13 @@
 // Start-up leaves garbage behind: compiling every module, parsing settings and the first
 // connection grow V8's young generation to its full size (16–32 MiB) and fill the old one with
 // what was only needed once. Left alone, V8 keeps that memory committed until allocation picks up
-// again, which for an idle agentk may be never: about 15 MB of RSS that nothing uses. Once the
-// program has settled, one full collection that also shrinks the heap's spaces gives it back;
-// under load V8 grows them again as it would have. It runs once per process, a few milliseconds.
+// again, which for an idle agentk may be never: about 10 MB of RSS that nothing uses. Once the
+// program has settled, one full collection that also shrinks the heap's spaces gives it back.
+//
+// agentk makes it (an agent idles most of its life, in every cluster); kas does not. Measured side
+// by side (bench/README.md, "Footprint"): in kas it cost about a tenth of the CPU per request for
+// tens of seconds of load afterwards, as V8 grows back and re-learns what the collection threw
+// away; in agentk the difference was within the noise, and kas meets its memory target without it.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 

@@ -1,4 +1,4 @@
-// The one collection both programs make once settled after start-up (otel/startupMemory.ts):
+// The one collection agentk makes once settled after start-up (agent/startupMemory.ts):
 // it gives back the heap that start-up grew, leaves `gc` unexposed to the program, runs once, and
 // keeps no process alive.
 import assert from 'node:assert/strict';
@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-const MODULE = fileURLToPath(new URL('../../otel/startupMemory.ts', import.meta.url));
+const MODULE = fileURLToPath(new URL('../../agent/startupMemory.ts', import.meta.url));
 
 interface Heap {
   newSpaceBefore: number;
