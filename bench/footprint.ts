@@ -13,7 +13,6 @@
 // BENCH_FOOTPRINT_PARTS=idle or =big runs one part.
 // Progress goes to stderr, the results to stdout as markdown.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -23,6 +22,7 @@ import { startKubeSim } from '../demo/k8sSim.ts';
 import { KasCluster } from '../test/support/kas.ts';
 import { startOtlpReceiver } from '../test/support/otlp.ts';
 import { Proc } from '../test/support/procs.ts';
+import { rssBytes } from './procStats.ts';
 import { startFakeUpstream } from '../test/support/upstream.ts';
 
 const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 10);
@@ -34,17 +34,13 @@ function progress(line: string): void {
   process.stderr.write(`[bench] ${line}\n`);
 }
 
-function rssMiB(pid: number | undefined): number {
-  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A bare Node process (the same binary and flags kas runs with): the floor under kas and agentk. */
 async function bareNode(code: string): Promise<number> {
   const child = spawn(process.execPath, ['--input-type=module', '-e', `${code}; setInterval(() => {}, 1000)`], { stdio: 'ignore' });
   await sleep(3000);
-  const rss = rssMiB(child.pid);
+  const rss = rssBytes(child.pid) / 2 ** 20;
   child.kill();
   return rss;
 }
@@ -100,8 +96,8 @@ async function idleRss(compileCache: string): Promise<{ kas: number; agent: numb
     const base = `${cluster.nodes[0]!.apiUrl}/api/v1/agents/idle`;
     await (await fetch(`${base}/prometheus/api/v1/query?query=up`, { headers: { authorization: `Bearer ${token}` } })).text();
     await sleep(IDLE_S * 1000);
-    const kas = rssMiB(cluster.nodes[0]!.proc.pid);
-    const agent = rssMiB(promOnly.proc.pid);
+    const kas = rssBytes(cluster.nodes[0]!.proc.pid) / 2 ** 20;
+    const agent = rssBytes(promOnly.proc.pid) / 2 ** 20;
     await promOnly.proc.stop();
     progress('idle memory: agentk with Prometheus and Kubernetes');
     const both = await cluster.startAgent({
@@ -114,7 +110,7 @@ async function idleRss(compileCache: string): Promise<{ kas: number; agent: numb
     await (await fetch(`${base}/prometheus/api/v1/query?query=up`, { headers: { authorization: `Bearer ${token}` } })).text();
     await (await fetch(`${base}/kubernetes/api/v1/namespaces`, { headers: { authorization: `Bearer ${token}` } })).text();
     await sleep(IDLE_S * 1000);
-    return { kas, agent, agentBoth: rssMiB(both.proc.pid) };
+    return { kas, agent, agentBoth: rssBytes(both.proc.pid) / 2 ** 20 };
   } finally {
     await cluster.stop();
     await Promise.all([otlp.stop(), prometheus.stop(), sim.stop()]);

@@ -13,11 +13,11 @@
 // The simulator and every watching client share this process, so absolute figures include
 // their own event-loop time; the added latency (kas minus direct) is the figure that matters.
 import http from 'node:http';
-import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KasCluster } from '../test/support/kas.ts';
 import { makePod, startKubeSim, type KubeSim } from '../demo/k8sSim.ts';
+import { cpuSeconds } from './procStats.ts';
 
 const WATCHES = Number(process.env.BENCH_WATCHES ?? 500);
 const ROUNDS_SINGLE = Number(process.env.BENCH_WATCH_ROUNDS ?? 200);
@@ -41,22 +41,6 @@ export interface WatchCell {
   samples: number;
   /** CPU time the kas nodes and agentk spent per event delivered, while the changes ran (µs): steadier than latency on a busy machine. */
   cpuUsPerEvent?: number;
-}
-
-/** User + system CPU seconds of these processes so far, from /proc (Linux). */
-function cpuSeconds(pids: (number | undefined)[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    if (pid === undefined) continue;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
-    } catch {
-      return NaN;
-    }
-  }
-  return ticks / 100; // USER_HZ
 }
 
 function progress(line: string): void {

@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { KasCluster } from '../test/support/kas.ts';
 import { metricSum } from '../test/support/metrics.ts';
 import { startPrometheus, type PrometheusServer } from '../test/support/prometheus.ts';
+import { cpuSeconds, rssBytes } from './procStats.ts';
 
 const CLIENT = fileURLToPath(new URL('./liveClients.ts', import.meta.url));
 const FLOOR = fileURLToPath(new URL('./sseFloor.ts', import.meta.url));
@@ -31,22 +32,6 @@ const DELAY_MS = 1000;
 
 function progress(line: string): void {
   process.stderr.write(`[bench:live] ${line}\n`);
-}
-
-function cpuSeconds(pids: (number | undefined)[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    if (pid === undefined) continue;
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return ticks / 100;
-}
-
-function rssBytes(pid: number | undefined): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
 }
 
 function percentile(sorted: number[], p: number): number {

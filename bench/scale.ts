@@ -12,7 +12,7 @@
 // out with `git worktree add /tmp/kas-before <commit> && (cd /tmp/kas-before && npm ci)`).
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { openSync, readFileSync } from 'node:fs';
+import { openSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -23,6 +23,7 @@ import { runKas } from '../test/support/kas.ts';
 import { freePort } from '../test/support/ports.ts';
 import { waitFor } from '../test/support/procs.ts';
 import { startRedis, type RedisServer } from '../test/support/redis.ts';
+import { cpuSeconds, rssBytes } from './procStats.ts';
 
 const ROOT = process.env.BENCH_KAS_ROOT ?? fileURLToPath(new URL('..', import.meta.url));
 const CLIENT = fileURLToPath(new URL('./scaleAgents.ts', import.meta.url));
@@ -34,20 +35,6 @@ const PER_PROCESS = 2_500;
 
 function progress(line: string): void {
   process.stderr.write(`[bench:scale] ${line}\n`);
-}
-
-function cpuSeconds(pids: (number | undefined)[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return ticks / 100;
-}
-
-function rssBytes(pid: number | undefined): number {
-  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 }
 
 /** What Redis has done so far: commands, CPU seconds, bytes in and out. */

@@ -14,12 +14,12 @@
 // rounds, each with fresh processes and each round in another order (so no mode always runs first
 // or after the same one), and the median of the rounds is reported. Results go to stdout as
 // markdown, progress to stderr.
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { KasCluster } from '../test/support/kas.ts';
 import { startOtlpReceiver } from '../test/support/otlp.ts';
 import { startFakeUpstream } from '../test/support/upstream.ts';
+import { cpuSeconds } from './procStats.ts';
 
 const REQUESTS_C1 = Number(process.env.BENCH_REQUESTS ?? 1000);
 const SECONDS_C32 = Number(process.env.BENCH_SECONDS ?? 10);
@@ -38,15 +38,6 @@ interface Result {
   /** CPU of kas and agentk together per request answered at c32, µs. */
   cpuUs: number;
   errors: number;
-}
-
-const TICK_S = 0.01; // /proc/<pid>/stat counts CPU in clock ticks of 10 ms (USER_HZ 100 on Linux)
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * TICK_S;
 }
 
 function progress(line: string): void {
@@ -97,14 +88,14 @@ async function measure(url: URL, token: string, pids: number[]): Promise<Result>
     for (let i = 0; i < REQUESTS_C1; i++) c1.push(await timed());
     c1.sort((a, b) => a - b);
     const c32: number[] = [];
-    const cpuBefore = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+    const cpuBefore = cpuSeconds(pids);
     const started = performance.now();
     const end = started + SECONDS_C32 * 1000;
     await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
       while (performance.now() < end) c32.push(await timed());
     }));
     const elapsed = (performance.now() - started) / 1000;
-    const cpuUs = ((pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - cpuBefore) / c32.length) * 1e6;
+    const cpuUs = ((cpuSeconds(pids) - cpuBefore) / c32.length) * 1e6;
     c32.sort((a, b) => a - b);
     return { c1p50: percentile(c1, 50), c1p99: percentile(c1, 99), rps: c32.length / elapsed, c32p50: percentile(c32, 50), cpuUs, errors };
   } finally {
