@@ -3,7 +3,6 @@
 // entry in AGENT_SETTINGS.
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { parse as parseYaml } from 'yaml';
 import {
   declareSettings,
   hostPort,
@@ -15,7 +14,8 @@ import {
   text,
   url,
 } from '../protocol/settings.ts';
-import { AgentFileSchema, type AgentFileConfig } from './modules/index.ts';
+import { readAgentFile } from './agentFile.ts';
+import type { AgentFileConfig } from './modules/index.ts';
 
 export type { AgentFileConfig };
 
@@ -89,20 +89,12 @@ export function loadAgentConfig(settings: RawSettings, fromFlags?: ReadonlySet<s
     throw new AgentConfigError(`cannot read the token file ${tokenFile}: ${(error as Error).message}`);
   }
   let file: AgentFileConfig = {};
-  const configFile = values.configFile;
-  if (configFile) {
-    let raw: unknown;
+  if (values.configFile) {
     try {
-      raw = parseYaml(readFileSync(configFile, 'utf8')) ?? {};
+      file = readAgentFile(values.configFile);
     } catch (error) {
-      throw new AgentConfigError(`cannot read the config file ${configFile}: ${(error as Error).message}`);
+      throw new AgentConfigError((error as Error).message);
     }
-    const parsed = AgentFileSchema.safeParse(raw);
-    if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ');
-      throw new AgentConfigError(`${configFile} is not a valid agentk config: ${issues}`);
-    }
-    file = parsed.data;
   }
   return Object.freeze({ ...values, token, file });
 }

@@ -1,14 +1,18 @@
 // The tunnel between kas and agentk: the only module both programs import.
 //
 // One socket.io event carries every message in each direction (TUNNEL_EVENT), and each message
-// is a discriminated union on `type`. kas validates everything an agent sends with the zod
-// schemas below before looking at it; agentk validates what kas sends the same way.
+// is a discriminated union on `type`. Each side checks everything the other sends before looking
+// at it, by hand here: the zod schemas in messageSchemas.ts are the reference these readers are
+// held to (test/hostile/fuzz.test.ts), and what kas uses to say why it refused a message. agentk
+// never loads zod (its memory: bench/README.md, footprint).
 //
 // A request is answered by a stream: `head` once, then `data` chunks, then `end` or `error`.
 // Flow control is credit based: kas grants a window of bytes with the request and tops it up
 // with `credit` as the caller's HTTP connection drains. An agent never sends more bytes than it
 // has credit for, so kas buffers at most one window per stream, whatever the response size.
-import { z } from 'zod';
+import type { AgentMessage, KasMessage, TunnelRequest } from './messageSchemas.ts';
+
+export type { AgentMessage, Handshake, KasMessage, TunnelRequest } from './messageSchemas.ts';
 
 export const TUNNEL_EVENT = 'tunnel';
 export const PROTOCOL_VERSION = 1;
@@ -47,13 +51,6 @@ export type Upstream = (typeof UPSTREAMS)[number];
 
 export const AGENT_ID_PATTERN = /^[A-Za-z0-9._-]{1,63}$/;
 
-const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected binary data');
-const requestId = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
-const headerValue = z.union([z.string().max(16 * 1024), z.array(z.string().max(16 * 1024)).max(64)]);
-const headers = z
-  .record(z.string().min(1).max(256), headerValue)
-  .refine((h) => Object.keys(h).length <= 128, 'too many headers');
-
 // ---- connection refusals ----
 
 /** How a refusal for rate begins; it ends with when to come back: `retry in <ms>ms`. */
@@ -70,54 +67,6 @@ export function retryHintMs(message: string): number | undefined {
   return ms === undefined ? undefined : Number(ms);
 }
 
-// ---- handshake: what an agent sends in socket.io's `auth` ----
-
-export const HandshakeSchema = z.object({
-  token: z.string().min(1).max(256),
-  replica: z.string().min(1).max(253),
-  version: z.string().max(64).default('unknown'),
-  capabilities: z.array(z.enum(UPSTREAMS)).max(UPSTREAMS.length).default([]),
-  protocol: z.number().int().default(PROTOCOL_VERSION),
-  /**
-   * The agent takes several kas messages in one socket.io event (a plain array): then kas sends
-   * the requests, credit and cancels of one event-loop turn together. Absent (an older agent),
-   * kas sends one message per event.
-   */
-  batches: z.boolean().default(false),
-});
-export type Handshake = z.infer<typeof HandshakeSchema>;
-
-// ---- kas → agentk ----
-
-export const TunnelRequestSchema = z.object({
-  type: z.literal('request'),
-  id: requestId,
-  upstream: z.enum(UPSTREAMS),
-  method: z.enum(['GET', 'HEAD', 'POST']),
-  /** Normalised path below the upstream's base URL, starting with `/`. */
-  path: z.string().startsWith('/').max(8192),
-  /** Raw query string without `?`, passed through untouched. */
-  query: z.string().max(64 * 1024),
-  headers,
-  body: bytes.optional(),
-  /** Milliseconds the agent may spend; 0 = unbounded (watches, follows). */
-  timeoutMs: z.number().int().nonnegative(),
-  credit: z.number().int().positive(),
-  /** W3C trace context of the send span, so agentk's span joins the caller's trace. */
-  traceparent: z.string().max(128).optional(),
-  tracestate: z.string().max(512).optional(),
-});
-export type TunnelRequest = z.infer<typeof TunnelRequestSchema>;
-
-export const KasMessageSchema = z.discriminatedUnion('type', [
-  TunnelRequestSchema,
-  z.object({ type: z.literal('credit'), id: requestId, bytes: z.number().int().positive() }),
-  z.object({ type: z.literal('cancel'), id: requestId, reason: z.string().max(256) }),
-  /** The node is draining: finish what is in flight, then reconnect (to another node). */
-  z.object({ type: z.literal('drain') }),
-]);
-export type KasMessage = z.infer<typeof KasMessageSchema>;
-
 // ---- agentk → kas ----
 
 /** Why an agent could not produce an upstream response; kas maps each to a status. */
@@ -131,41 +80,9 @@ export const AGENT_ERROR_CODES = [
 ] as const;
 export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];
 
-export const AgentMessageSchema = z.discriminatedUnion('type', [
-  z.object({
-    type: z.literal('head'),
-    id: requestId,
-    status: z.number().int().min(100).max(599),
-    headers,
-  }),
-  z.object({ type: z.literal('data'), id: requestId, chunk: bytes }),
-  z.object({ type: z.literal('end'), id: requestId }),
-  z.object({
-    type: z.literal('error'),
-    id: requestId,
-    code: z.enum(AGENT_ERROR_CODES),
-    message: z.string().max(4096),
-  }),
-]);
-export type AgentMessage = z.infer<typeof AgentMessageSchema>;
-
 // ---- batches ----
 
-export const PackedBatchSchema = z.object({
-  type: z.literal('batch'),
-  bytes,
-  messages: z.array(z.unknown()).min(1).max(BATCH_MAX_MESSAGES),
-});
-
-/** A data entry of a packed batch: its chunk is `length` bytes of the batch's buffer from `offset`. */
-export const PackedDataSchema = z.object({
-  type: z.literal('data'),
-  id: requestId,
-  offset: z.number().int().nonnegative(),
-  length: z.number().int().positive().max(CHUNK_MAX_BYTES),
-});
-
-/** PackedDataSchema's rules by hand: every data entry of every packed batch is checked. */
+/** PackedDataSchema's rules (messageSchemas.ts) by hand: every data entry of every packed batch is checked. */
 function isPackedData(entry: unknown): entry is { id: number; offset: number; length: number } {
   if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return false;
   const e = entry as { type?: unknown; id?: unknown; offset?: unknown; length?: unknown };
@@ -225,9 +142,12 @@ export function unpackMessages(raw: unknown): { messages: unknown[]; error?: str
   if (typeof raw !== 'object' || raw === null || (raw as { type?: unknown }).type !== 'batch') return { messages: [raw] };
   const { bytes: packed, messages } = raw as { bytes?: unknown; messages?: unknown };
   if (!(packed instanceof Uint8Array) || !Array.isArray(messages) || messages.length < 1 || messages.length > BATCH_MAX_MESSAGES) {
-    // The schema's words for what is wrong; the checks above are its rules.
-    const batch = PackedBatchSchema.safeParse(raw);
-    return { messages: [], error: `a malformed batch: ${batch.success ? 'invalid' : (batch.error.issues[0]?.message ?? 'invalid')}` };
+    const why = !(packed instanceof Uint8Array)
+      ? 'bytes: expected binary data'
+      : !Array.isArray(messages)
+        ? 'messages: expected an array'
+        : `messages: ${messages.length} of them (1 to ${BATCH_MAX_MESSAGES})`;
+    return { messages: [], error: `a malformed batch: ${why}` };
   }
   const out: unknown[] = [];
   for (const entry of messages as unknown[]) {
@@ -242,83 +162,121 @@ export function unpackMessages(raw: unknown): { messages: unknown[]; error?: str
   return { messages: out };
 }
 
-// ---- fast paths ----
+// ---- readers ----
 //
-// Every answer carries a head, data and an end, and every request one request message: zod is
-// correct but costs more than the rest of a small request's handling. These check the same rules
-// by hand (test/hostile/fuzz.test.ts holds them to the schemas); what they cannot tell goes
-// through the schema, and a refusal is described in the schema's words.
+// The schemas' rules checked by hand: every answer carries a head, data and an end, and every
+// request one request message, and zod costs more than the rest of a small request's handling
+// (and agentk would carry it only for this). test/hostile/fuzz.test.ts holds each reader to its
+// schema: the same messages accepted, read the same way.
 
 const isId = (id: unknown): id is number => typeof id === 'number' && Number.isSafeInteger(id) && id >= 0;
 const MAX_HEADER_VALUE = 16 * 1024;
+const MAX_HEADERS = 128;
 
-/**
- * Headers as the schema takes them, for the plain objects socket.io decodes; anything unusual
- * (another prototype, symbol keys, a `__proto__` key, which the schema drops) is left to the schema.
- */
-function isHeaders(headers: unknown): headers is Record<string, string | string[]> {
-  if (typeof headers !== 'object' || headers === null) return false;
-  const prototype = Object.getPrototypeOf(headers) as unknown;
-  if (prototype !== Object.prototype && prototype !== null) return false;
-  let count = 0;
-  for (const name in headers) {
-    if (++count > 128 || name.length === 0 || name.length > 256 || name === '__proto__') return false;
-    const value = (headers as Record<string, unknown>)[name];
-    if (typeof value === 'string') {
-      if (value.length > MAX_HEADER_VALUE) return false;
-    } else if (Array.isArray(value)) {
-      if (value.length > 64) return false;
-      for (const v of value) if (typeof v !== 'string' || v.length > MAX_HEADER_VALUE) return false;
-    } else {
-      return false;
-    }
+function isHeaderValue(value: unknown): value is string | string[] {
+  if (typeof value === 'string') return value.length <= MAX_HEADER_VALUE;
+  if (!Array.isArray(value) || value.length > 64) return false;
+  for (let i = 0; i < value.length; i++) {
+    const v: unknown = value[i];
+    if (typeof v !== 'string' || v.length > MAX_HEADER_VALUE) return false;
   }
-  return Object.getOwnPropertySymbols(headers).length === 0;
+  return true;
 }
 
-/** The fast path's word that the schema would refuse a message too (the fuzz tests hold it to that). */
-const REFUSED = Symbol('refused');
-const ERROR_CODES: ReadonlySet<unknown> = new Set(AGENT_ERROR_CODES);
+/** zod's test for a record: an object whose constructor, if it has one, looks like Object. */
+function isRecordLike(o: object): boolean {
+  const ctor = (o as { constructor?: unknown }).constructor;
+  if (typeof ctor !== 'function') return true;
+  const prototype = (ctor as { prototype?: unknown }).prototype;
+  return typeof prototype === 'object' && prototype !== null && !Array.isArray(prototype) && Object.hasOwn(prototype, 'isPrototypeOf');
+}
 
 /**
- * An agent's message checked by hand: the message as the schema would read it, REFUSED when the
- * schema would refuse it, or undefined when only the schema can tell (headers of an unusual shape).
- * A flood of malformed messages then costs no schema errors, which are made only for the few
- * refusals that are logged (describeRefusal).
+ * Headers as the schema reads them, or undefined when it would refuse them. The plain objects
+ * socket.io decodes come back as they are; anything else the schema takes (another prototype, a
+ * `__proto__` key, which it drops) comes back as a copy of its own enumerable string keys.
  */
-function asAgentMessage(raw: unknown): AgentMessage | typeof REFUSED | undefined {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return REFUSED;
+function readHeaders(raw: unknown): Record<string, string | string[]> | undefined {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
+  const prototype = Object.getPrototypeOf(raw) as unknown;
+  if (prototype === Object.prototype || prototype === null) {
+    let count = 0;
+    let plain = true;
+    for (const name in raw) {
+      if (name === '__proto__') {
+        plain = false;
+        continue;
+      }
+      if (++count > MAX_HEADERS || name.length === 0 || name.length > 256) return undefined;
+      if (!isHeaderValue((raw as Record<string, unknown>)[name])) return undefined;
+    }
+    if (plain && Object.getOwnPropertySymbols(raw).length === 0) return raw as Record<string, string | string[]>;
+  }
+  if (!isRecordLike(raw)) return undefined;
+  const out: Record<string, string | string[]> = {};
+  let count = 0;
+  for (const name of Reflect.ownKeys(raw)) {
+    if (name === '__proto__' || !Object.prototype.propertyIsEnumerable.call(raw, name)) continue;
+    if (typeof name !== 'string' || name.length === 0 || name.length > 256) return undefined;
+    const value = (raw as Record<string, unknown>)[name];
+    if (!isHeaderValue(value)) return undefined;
+    out[name] = Array.isArray(value) ? [...value] : value;
+    count++;
+  }
+  return count > MAX_HEADERS ? undefined : out;
+}
+
+const ERROR_CODES: ReadonlySet<unknown> = new Set(AGENT_ERROR_CODES);
+
+/** An agent's message as the schema reads it, or undefined when the schema refuses it. */
+function asAgentMessage(raw: unknown): AgentMessage | undefined {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
   const m = raw as { type?: unknown; id?: unknown; chunk?: unknown; status?: unknown; headers?: unknown; code?: unknown; message?: unknown };
-  if (m.type !== 'head' && m.type !== 'data' && m.type !== 'end' && m.type !== 'error') return REFUSED;
-  if (!isId(m.id)) return REFUSED;
+  if (m.type !== 'head' && m.type !== 'data' && m.type !== 'end' && m.type !== 'error') return undefined;
+  if (!isId(m.id)) return undefined;
   switch (m.type) {
     case 'data':
-      return m.chunk instanceof Uint8Array ? { type: 'data', id: m.id, chunk: m.chunk } : REFUSED;
+      return m.chunk instanceof Uint8Array ? { type: 'data', id: m.id, chunk: m.chunk } : undefined;
     case 'end':
       return { type: 'end', id: m.id };
-    case 'head':
-      if (typeof m.status !== 'number' || !Number.isInteger(m.status) || m.status < 100 || m.status > 599) return REFUSED;
-      return isHeaders(m.headers) ? { type: 'head', id: m.id, status: m.status, headers: m.headers } : undefined;
+    case 'head': {
+      if (typeof m.status !== 'number' || !Number.isInteger(m.status) || m.status < 100 || m.status > 599) return undefined;
+      const headers = readHeaders(m.headers);
+      return headers && { type: 'head', id: m.id, status: m.status, headers };
+    }
     case 'error':
-      if (!ERROR_CODES.has(m.code) || typeof m.message !== 'string' || m.message.length > 4096) return REFUSED;
+      if (!ERROR_CODES.has(m.code) || typeof m.message !== 'string' || m.message.length > 4096) return undefined;
       return { type: 'error', id: m.id, code: m.code as AgentErrorCode, message: m.message };
   }
 }
 
-/** Why an agent's message is refused, in the schema's words: made only when asked, since it costs. */
-export function describeRefusal(raw: unknown): string {
-  const parsed = AgentMessageSchema.safeParse(raw);
-  if (parsed.success) return 'accepted';
-  return parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ');
+/**
+ * Everything an agent sent in one socket.io event, each message validated once: the ones that
+ * pass, the ones that did not (as sent: messageSchemas.ts's describeRefusal says why, made only
+ * for the few that are logged, so a flood of malformed messages costs no error objects), or what
+ * was wrong with the batch as a whole.
+ */
+export function readAgentMessages(raw: unknown): { messages: AgentMessage[]; refused: unknown[]; batchError?: string } {
+  const { messages: entries, error } = unpackMessages(raw);
+  if (error) return { messages: [], refused: [], batchError: error };
+  const messages: AgentMessage[] = [];
+  const refused: unknown[] = [];
+  for (const entry of entries) {
+    if (entry instanceof UnpackedData) {
+      messages.push(entry);
+      continue;
+    }
+    const message = asAgentMessage(entry);
+    if (message) messages.push(message);
+    else refused.push(entry);
+  }
+  return { messages, refused };
 }
 
-/** What kas sends, validated: by hand for requests, credit and cancels that pass, else by the schema. */
+/** What kas sent, validated: the message as the schema reads it, or why the schema would refuse it. */
 export function readKasMessage(raw: unknown): { success: true; data: KasMessage } | { success: false; issues: string } {
-  const fast = asKasMessage(raw);
-  if (fast) return { success: true, data: fast };
-  const parsed = KasMessageSchema.safeParse(raw);
-  if (parsed.success) return { success: true, data: parsed.data };
-  return { success: false, issues: parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ') };
+  const read = asKasMessage(raw);
+  return typeof read === 'string' ? { success: false, issues: read } : { success: true, data: read };
 }
 
 /**
@@ -342,26 +300,36 @@ export function readKasMessages(raw: unknown): { messages: KasMessage[]; issues:
 }
 
 const METHODS = new Set(['GET', 'HEAD', 'POST']);
+const isCount = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n);
+const isShortString = (s: unknown, max: number): s is string => typeof s === 'string' && s.length <= max;
 
-function asKasMessage(raw: unknown): KasMessage | undefined {
-  if (typeof raw !== 'object' || raw === null) return undefined;
+/** A message from kas as the schema reads it, or what is wrong with it. */
+function asKasMessage(raw: unknown): KasMessage | string {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return '(message): expected an object';
   const m = raw as Record<string, unknown>;
   switch (m.type) {
+    case 'drain':
+      return { type: 'drain' };
     case 'credit':
-      return isId(m.id) && typeof m.bytes === 'number' && Number.isSafeInteger(m.bytes) && m.bytes > 0 ? { type: 'credit', id: m.id, bytes: m.bytes } : undefined;
+      if (!isId(m.id)) return 'id: expected a request id (a whole number ≥ 0)';
+      return isCount(m.bytes) && m.bytes > 0 ? { type: 'credit', id: m.id, bytes: m.bytes } : 'bytes: expected a whole number > 0';
     case 'cancel':
-      return isId(m.id) && typeof m.reason === 'string' && m.reason.length <= 256 ? { type: 'cancel', id: m.id, reason: m.reason } : undefined;
+      if (!isId(m.id)) return 'id: expected a request id (a whole number ≥ 0)';
+      return isShortString(m.reason, 256) ? { type: 'cancel', id: m.id, reason: m.reason } : 'reason: expected a string of at most 256 characters';
     case 'request': {
-      const { id, upstream, method, path, query, headers, body, timeoutMs, credit, traceparent, tracestate } = m;
-      if (!isId(id) || typeof upstream !== 'string' || !(UPSTREAMS as readonly string[]).includes(upstream)) return undefined;
-      if (typeof method !== 'string' || !METHODS.has(method)) return undefined;
-      if (typeof path !== 'string' || !path.startsWith('/') || path.length > 8192) return undefined;
-      if (typeof query !== 'string' || query.length > 64 * 1024 || !isHeaders(headers)) return undefined;
-      if (body !== undefined && !(body instanceof Uint8Array)) return undefined;
-      if (typeof timeoutMs !== 'number' || !Number.isSafeInteger(timeoutMs) || timeoutMs < 0) return undefined;
-      if (typeof credit !== 'number' || !Number.isSafeInteger(credit) || credit <= 0) return undefined;
-      if (traceparent !== undefined && (typeof traceparent !== 'string' || traceparent.length > 128)) return undefined;
-      if (tracestate !== undefined && (typeof tracestate !== 'string' || tracestate.length > 512)) return undefined;
+      const { id, upstream, method, path, query, body, timeoutMs, credit, traceparent, tracestate } = m;
+      if (!isId(id)) return 'id: expected a request id (a whole number ≥ 0)';
+      if (typeof upstream !== 'string' || !(UPSTREAMS as readonly string[]).includes(upstream)) return `upstream: expected one of ${UPSTREAMS.join(', ')}`;
+      if (typeof method !== 'string' || !METHODS.has(method)) return 'method: expected GET, HEAD or POST';
+      if (!isShortString(path, 8192) || !path.startsWith('/')) return 'path: expected a string starting with / of at most 8192 characters';
+      if (!isShortString(query, 64 * 1024)) return 'query: expected a string of at most 65536 characters';
+      const headers = readHeaders(m.headers);
+      if (!headers) return `headers: expected at most ${MAX_HEADERS} names of 1 to 256 characters, each a string or up to 64 strings`;
+      if (body !== undefined && !(body instanceof Uint8Array)) return 'body: expected binary data';
+      if (!isCount(timeoutMs) || timeoutMs < 0) return 'timeoutMs: expected a whole number ≥ 0';
+      if (!isCount(credit) || credit <= 0) return 'credit: expected a whole number > 0';
+      if (traceparent !== undefined && !isShortString(traceparent, 128)) return 'traceparent: expected a string of at most 128 characters';
+      if (tracestate !== undefined && !isShortString(tracestate, 512)) return 'tracestate: expected a string of at most 512 characters';
       return {
         type: 'request',
         id,
@@ -378,37 +346,6 @@ function asKasMessage(raw: unknown): KasMessage | undefined {
       };
     }
     default:
-      return undefined;
+      return 'type: expected request, credit, cancel or drain';
   }
-}
-
-/**
- * Everything an agent sent in one socket.io event, each message validated once: the ones that
- * pass, the ones that did not (as sent: describeRefusal says why), or what was wrong with the
- * batch as a whole.
- */
-export function readAgentMessages(raw: unknown): { messages: AgentMessage[]; refused: unknown[]; batchError?: string } {
-  const { messages: entries, error } = unpackMessages(raw);
-  if (error) return { messages: [], refused: [], batchError: error };
-  const messages: AgentMessage[] = [];
-  const refused: unknown[] = [];
-  for (const entry of entries) {
-    if (entry instanceof UnpackedData) {
-      messages.push(entry);
-      continue;
-    }
-    const fast = asAgentMessage(entry);
-    if (fast === REFUSED) {
-      refused.push(entry);
-      continue;
-    }
-    if (fast) {
-      messages.push(fast);
-      continue;
-    }
-    const parsed = AgentMessageSchema.safeParse(entry);
-    if (parsed.success) messages.push(parsed.data);
-    else refused.push(entry);
-  }
-  return { messages, refused };
 }

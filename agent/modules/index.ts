@@ -2,25 +2,13 @@
 // server/modules/index.ts). Each turns the cluster owner's agent.yaml into the executor of its
 // requests, or leaves the capability off when the config does not ask for it.
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import type { Upstream } from '../../protocol/messages.ts';
 import type { UpstreamExecutor } from '../tunnel/serveRequest.ts';
+import type { AgentFileConfig } from './fileSchema.ts';
 import { kubernetesExecutor } from './kubernetes/agent.ts';
-import { KubernetesPolicySchema } from './kubernetes/policy.ts';
 import { prometheusExecutor } from './prometheus/agent.ts';
 
-/** agent.yaml: each capability's section (absent = that capability off), and the owner's policy. */
-export const AgentFileSchema = z
-  .object({
-    prometheus: z.object({ url: z.url() }).strict().optional(),
-    kubernetes: z
-      .object({ inCluster: z.boolean().optional(), kubeconfig: z.string().optional(), context: z.string().optional() })
-      .strict()
-      .optional(),
-    policy: z.object({ kubernetes: KubernetesPolicySchema.optional() }).strict().optional(),
-  })
-  .strict();
-export type AgentFileConfig = z.infer<typeof AgentFileSchema>;
+export type { AgentFileConfig } from './fileSchema.ts';
 
 export interface AgentCapabilitySetup {
   file: AgentFileConfig;

@@ -11,13 +11,13 @@ import {
   BATCH_MAX_BYTES,
   BATCH_MAX_MESSAGES,
   CHUNK_MAX_BYTES,
-  describeRefusal,
   INITIAL_CREDIT_BYTES,
   type KasMessage,
   readAgentMessages,
   TUNNEL_EVENT,
   type TunnelRequest,
 } from '../../protocol/messages.ts';
+import { describeRefusal } from '../../protocol/messageSchemas.ts';
 import type { DroppedKind, LimitMetrics } from '../../otel/limitMetrics.ts';
 import { ChunkQueue } from './chunkQueue.ts';
 import { LogThrottle } from './logThrottle.ts';

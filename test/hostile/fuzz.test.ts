@@ -1,6 +1,6 @@
 // Fuzzing the tunnel's decoders, the code that reads what the other program sent: kas reading an
 // agent's events (readAgentMessages, unpackMessages) and agentk reading kas's (readKasMessage).
-// Both have hand-written fast paths in front of their zod schemas; the schemas are the reference.
+// Both are written by hand (agentk carries no zod); the schemas in messageSchemas.ts are the reference.
 // For any input: nothing throws, nothing the schema refuses is accepted, and what is accepted is
 // what the schema makes of it. A fixed time budget per property here (FUZZ_BUDGET_MS, default
 // 1.5 s); `npm run fuzz` gives each a minute. A failure prints fast-check's seed and the
@@ -8,18 +8,8 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import fc from 'fast-check';
-import {
-  AgentMessageSchema,
-  BATCH_MAX_MESSAGES,
-  CHUNK_MAX_BYTES,
-  describeRefusal,
-  KasMessageSchema,
-  PackedBatchSchema,
-  PackedDataSchema,
-  readAgentMessages,
-  readKasMessage,
-  unpackMessages,
-} from '../../protocol/messages.ts';
+import { BATCH_MAX_MESSAGES, CHUNK_MAX_BYTES, readAgentMessages, readKasMessage, unpackMessages } from '../../protocol/messages.ts';
+import { AgentMessageSchema, describeRefusal, KasMessageSchema, PackedBatchSchema, PackedDataSchema } from '../../protocol/messageSchemas.ts';
 import { agentEvent, anything, nearAgentMessage, nearKasMessage } from './fuzz/arbitraries.ts';
 
 const BUDGET_MS = Number(process.env.FUZZ_BUDGET_MS ?? 1_500);
@@ -139,4 +129,41 @@ describe("the agent's request decoder (agentk reading kas)", () => {
       if (!decoded.success) assert.ok(decoded.issues.length > 0, 'a refusal says why');
     });
   });
+});
+
+describe('headers of unusual shapes, which JSON decoding rarely makes and the fuzzer may not', () => {
+  class Headers {
+    'content-type' = 'text/plain';
+  }
+  const withHidden = Object.defineProperty({ a: 'b' }, 'hidden', { value: 'x', enumerable: false });
+  const many = (n: number, extra: Record<string, unknown> = {}) => Object.assign(Object.fromEntries(Array.from({ length: n }, (_, i) => [`x-h${i}`, 'v'])), extra);
+  const shapes: [string, unknown][] = [
+    ['a __proto__ key, as JSON.parse makes it', JSON.parse('{"__proto__": "x", "a": "b"}')],
+    ['only a __proto__ key', JSON.parse('{"__proto__": ["x"]}')],
+    ['128 headers and a __proto__ key', many(128, JSON.parse('{"__proto__": "x"}'))],
+    ['129 headers', many(129)],
+    ['a null prototype', Object.assign(Object.create(null), { a: 'b', c: ['d'] })],
+    ['an inherited header', Object.assign(Object.create({ inherited: 'x' }), { a: 'b' })],
+    ['a class instance', new Headers()],
+    ['a Map', new Map([['a', 'b']])],
+    ['a symbol key', { a: 'b', [Symbol('s')]: 'c' }],
+    ['a non-enumerable key', withHidden],
+    ['an own constructor key', { constructor: 'x', a: 'b' }],
+    ['a sparse array value', { a: [, 'b'] }],
+    ['an empty name', { '': 'b' }],
+  ];
+  for (const [name, headers] of shapes) {
+    test(name, () => {
+      const head = { type: 'head', id: 1, status: 200, headers };
+      const { messages } = readAgentMessages(head);
+      const reference = AgentMessageSchema.safeParse(head);
+      assert.equal(messages.length === 1, reference.success, `kas ${messages.length ? 'accepted' : 'refused'} it`);
+      if (reference.success) assert.ok(same(messages[0], reference.data), `${show(messages[0])} is not ${show(reference.data)}`);
+      const request = { type: 'request', id: 1, upstream: 'prometheus', method: 'GET', path: '/', query: '', headers, timeoutMs: 0, credit: 1 };
+      const read = readKasMessage(request);
+      const expected = KasMessageSchema.safeParse(request);
+      assert.equal(read.success, expected.success, `agentk ${read.success ? 'accepted' : 'refused'} it`);
+      if (read.success && expected.success) assert.ok(same(read.data, expected.data), `${show(read.data)} is not ${show(expected.data)}`);
+    });
+  }
 });

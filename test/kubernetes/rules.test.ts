@@ -6,7 +6,8 @@ import { describe, test } from 'node:test';
 import { isKubernetesStream, readKubernetesPath } from '../../protocol/kubernetes.ts';
 import { KasError } from '../../server/routing/errors.ts';
 import { checkKubernetesRequest } from '../../server/modules/kubernetes/allowList.ts';
-import { DEFAULT_KUBERNETES_POLICY, KubernetesPolicySchema, policyRefusal } from '../../agent/modules/kubernetes/policy.ts';
+import { DEFAULT_KUBERNETES_POLICY, policyRefusal } from '../../agent/modules/kubernetes/policy.ts';
+import { KubernetesPolicySchema } from '../../agent/modules/kubernetes/policySchema.ts';
 import { withIdleKeepalive } from '../../agent/modules/kubernetes/agent.ts';
 
 const seg = (path: string) => path.split('/').filter(Boolean);
@@ -100,6 +101,7 @@ describe("agentk's policy", () => {
 
   test('the default denies secrets only, and serves reads only', () => {
     const p = DEFAULT_KUBERNETES_POLICY;
+    assert.deepEqual(policy({}), p, 'agent.yaml without a policy reads as the default agentk applies');
     assert.equal(policyRefusal(p, 'GET', '/api/v1/namespaces/x/pods'), undefined);
     assert.equal(policyRefusal(p, 'GET', '/api/v1/pods'), undefined);
     assert.equal(policyRefusal(p, 'GET', '/apis/apps/v1/deployments'), undefined);

@@ -1,7 +1,8 @@
 // Packing several tunnel messages into one event and back: what agentk sends and kas unpacks.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type AgentMessage, AgentMessageSchema, BATCH_MAX_MESSAGES, PACK_MAX_CHUNK_BYTES, packMessages, readKasMessages, unpackMessages } from '../../protocol/messages.ts';
+import { type AgentMessage, BATCH_MAX_MESSAGES, PACK_MAX_CHUNK_BYTES, packMessages, readKasMessages, unpackMessages } from '../../protocol/messages.ts';
+import { AgentMessageSchema } from '../../protocol/messageSchemas.ts';
 
 test('a packed batch unpacks into the same messages, their chunks in one buffer on the wire', () => {
   const messages: AgentMessage[] = [

@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process';
 import { homedir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Cluster, User } from '@kubernetes/client-node';
+import { childEnv } from '../../childEnv.ts';
 
 export interface KubernetesSettings {
   inCluster?: boolean | undefined;
@@ -44,7 +45,7 @@ export async function loadKubeConfig(
     execFile(
       process.execPath,
       [fileURLToPath(import.meta.url), JSON.stringify(input)],
-      { env: { ...process.env, ...env }, maxBuffer: 16 * 1024 * 1024, timeout: 30_000 },
+      { env: childEnv(env), maxBuffer: 16 * 1024 * 1024, timeout: 30_000 },
       (error, out, err) => {
         if (error && !out) return reject(new Error(`could not read the Kubernetes config: ${err.trim() || error.message}`));
         resolve(out);

@@ -1,7 +1,6 @@
 // The cluster owner's word on what kas may read, from agent.yaml. agentk checks every request
 // against it before anything reaches the API server; kas cannot widen it. A refusal names the
 // rule that refused, so the owner knows what to change.
-import { z } from 'zod';
 import {
   encodedMoreThanOnce,
   type KubernetesTarget,
@@ -11,21 +10,26 @@ import {
   subresourceKind,
 } from '../../../protocol/kubernetes.ts';
 
-const names = z.array(z.string().min(1)).min(1);
-const RuleSchema = z.object({ namespaces: names.default(['*']), resources: names.default(['*']) }).strict();
+/** A rule of `policy.kubernetes` (agent.yaml; its schema: policySchema.ts). */
+interface Rule {
+  namespaces: string[];
+  resources: string[];
+}
 
-export const KubernetesPolicySchema = z
-  .object({
-    allow: z.array(RuleSchema).default([{ namespaces: ['*'], resources: ['*'] }]),
-    /** Replaces the default (secrets denied) when given; `deny: []` allows secrets. */
-    deny: z.array(RuleSchema).default([{ namespaces: ['*'], resources: ['secrets'] }]),
-    logs: z.boolean().default(true),
-  })
-  .strict();
-export type KubernetesPolicy = z.infer<typeof KubernetesPolicySchema>;
-type Rule = z.infer<typeof RuleSchema>;
+/** `policy.kubernetes` of agent.yaml, defaulted. */
+export interface KubernetesPolicy {
+  allow: Rule[];
+  deny: Rule[];
+  logs: boolean;
+}
 
-export const DEFAULT_KUBERNETES_POLICY: KubernetesPolicy = KubernetesPolicySchema.parse({});
+/** The policy without a `policy.kubernetes` section (and each field's default in policySchema.ts). */
+export const DEFAULT_KUBERNETES_POLICY: KubernetesPolicy = Object.freeze({
+  allow: [{ namespaces: ['*'], resources: ['*'] }],
+  /** Replaced by `deny` when given; `deny: []` allows secrets. */
+  deny: [{ namespaces: ['*'], resources: ['secrets'] }],
+  logs: true,
+});
 
 /** Why a request is refused, or undefined when the policy lets it through. */
 export function policyRefusal(policy: KubernetesPolicy, method: string, path: string): string | undefined {
