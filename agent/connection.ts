@@ -15,6 +15,8 @@ import {
   BATCH_MAX_BYTES,
   BATCH_MAX_MESSAGES,
   BATCH_MAX_ATTACHMENTS,
+  FEATURES_EVENT,
+  type KasFeatures,
   PACK_MAX_CHUNK_BYTES,
   packMessages,
   TUNNEL_EVENT,
@@ -120,6 +122,8 @@ class KasLink {
   #outboxBytes = 0;
   #outboxAttachments = 0;
   #flushScheduled = false;
+  /** The kas at the other end reads packed batches as text (its FEATURES_EVENT said so). */
+  #textBatches = false;
   #attempt = 0;
   #retryTimer: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -140,6 +144,7 @@ class KasLink {
     });
     this.#socket.on('connect', () => {
       this.#attempt = 0;
+      this.#textBatches = false; // until this node says otherwise
       options.log.info({ kas: options.kasUrl, capabilities }, 'connected to kas');
     });
     this.#socket.on('connect_error', (error) => {
@@ -167,6 +172,9 @@ class KasLink {
       this.#scheduleReconnect();
     });
     this.#socket.on(TUNNEL_EVENT, (raw: unknown) => this.#onEvent(raw));
+    this.#socket.on(FEATURES_EVENT, (features: unknown) => {
+      this.#textBatches = typeof features === 'object' && features !== null && (features as KasFeatures).textBatches === true;
+    });
   }
 
   get connected(): boolean {
@@ -239,7 +247,7 @@ class KasLink {
     this.#outbox = [];
     this.#outboxBytes = 0;
     this.#outboxAttachments = 0;
-    if (this.#socket.connected) this.#socket.emit(TUNNEL_EVENT, packMessages(batch));
+    if (this.#socket.connected) this.#socket.emit(TUNNEL_EVENT, packMessages(batch, this.#textBatches));
   }
 
   #onEvent(raw: unknown): void {

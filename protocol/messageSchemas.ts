@@ -85,7 +85,8 @@ export type AgentMessage = z.infer<typeof AgentMessageSchema>;
 
 export const PackedBatchSchema = z.object({
   type: z.literal('batch'),
-  bytes,
+  /** The packed chunks: binary, or base64 text (what Buffer.from makes of it) to a kas that reads it. */
+  bytes: z.union([bytes, z.string().transform((text) => new Uint8Array(Buffer.from(text, 'base64')))]),
   messages: z.array(z.unknown()).min(1).max(BATCH_MAX_MESSAGES),
 });
 

@@ -10,7 +10,7 @@ import type https from 'node:https';
 import { Server, type Socket } from 'socket.io';
 import type { Logger } from 'pino';
 import type { ConnectionRefusal, LimitMetrics } from '../../otel/limitMetrics.ts';
-import { FRAME_MAX_BYTES, PROTOCOL_VERSION, rateLimitedMessage } from '../../protocol/messages.ts';
+import { FEATURES_EVENT, FRAME_MAX_BYTES, KAS_FEATURES, PROTOCOL_VERSION, rateLimitedMessage } from '../../protocol/messages.ts';
 import { HandshakeSchema } from '../../protocol/messageSchemas.ts';
 import type { AgentTokenStore } from '../auth/agentTokens.ts';
 import { AgentConnection, AgentLoad } from './agentConnection.ts';
@@ -130,6 +130,7 @@ export function createAgentServer(o: AgentServerOptions): Server {
     if (!load) loads.set(info.agentId, (load = new AgentLoad(o.log.child({ agent_id: info.agentId }), o.limits.agentMaxInflight)));
     load.connections++;
     const connection = new AgentConnection(socket, info, log, { load, metrics: o.metrics, batches });
+    socket.emit(FEATURES_EVENT, KAS_FEATURES);
     o.onConnected(connection);
     log.info({ ...fields, capabilities: info.capabilities, version: info.version }, 'agent replica connected');
     socket.on('disconnect', (reason) => {

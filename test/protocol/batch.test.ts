@@ -1,7 +1,18 @@
 // Packing several tunnel messages into one event and back: what agentk sends and kas unpacks.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type AgentMessage, BATCH_MAX_MESSAGES, PACK_MAX_CHUNK_BYTES, packMessages, readKasMessages, unpackMessages } from '../../protocol/messages.ts';
+import { Encoder, PacketType } from 'socket.io-parser';
+import {
+  type AgentMessage,
+  BATCH_MAX_MESSAGES,
+  PACK_MAX_CHUNK_BYTES,
+  PACK_MAX_TEXT_BYTES,
+  packMessages,
+  readAgentMessages,
+  readKasMessages,
+  TUNNEL_EVENT,
+  unpackMessages,
+} from '../../protocol/messages.ts';
 import { AgentMessageSchema } from '../../protocol/messageSchemas.ts';
 
 test('a packed batch unpacks into the same messages, their chunks in one buffer on the wire', () => {
@@ -46,7 +57,7 @@ test('one message travels as itself', () => {
 test('malformed batches yield an error and no messages; odd entries are left for validation', () => {
   assert.match(unpackMessages([]).error ?? '', /batch of 0/);
   assert.match(unpackMessages(Array.from({ length: BATCH_MAX_MESSAGES + 1 }, () => ({}))).error ?? '', /batch of 65/);
-  assert.match(unpackMessages({ type: 'batch', bytes: 'text', messages: [{}] }).error ?? '', /malformed batch/);
+  assert.match(unpackMessages({ type: 'batch', bytes: 42, messages: [{}] }).error ?? '', /malformed batch: bytes/);
   assert.match(unpackMessages({ type: 'batch', bytes: Buffer.alloc(4), messages: [] }).error ?? '', /malformed batch/);
   assert.match(unpackMessages({ type: 'batch', bytes: Buffer.alloc(4), messages: [{ type: 'data', id: 1, offset: 3, length: 2 }] }).error ?? '', /beyond its 4 bytes/);
   // A data entry without a valid slice is passed on as it is, and fails validation there.
@@ -68,4 +79,44 @@ test('kas to an agent that takes batches: a plain array, each message validated 
   assert.deepEqual(tooMany.messages, []);
   assert.match(tooMany.issues[0]!, /a batch of 65 messages/);
   assert.match(readKasMessages([]).issues[0]!, /a batch of 0 messages/);
+});
+
+/** The WebSocket frames socket.io makes of one tunnel event: a text frame, plus one per binary attachment. */
+const frames = (event: unknown) => new Encoder().encode({ type: PacketType.EVENT, nsp: '/', data: [TUNNEL_EVENT, event] }).length;
+const readable = (messages: AgentMessage[]) => messages.map((m) => (m.type === 'data' ? { ...m, chunk: Buffer.from(m.chunk).toString() } : { ...m }));
+
+test('to a kas that reads text batches, a small answer or a lone watch event is one frame, read back as sent', () => {
+  const answer: AgentMessage[] = [
+    { type: 'head', id: 1, status: 200, headers: { 'content-type': 'application/json' } },
+    { type: 'data', id: 1, chunk: Buffer.from('{"status":"success"}') },
+    { type: 'end', id: 1 },
+  ];
+  assert.equal(frames(packMessages(answer)), 2, 'binary: the event and its attachment');
+  const text = packMessages(answer, true) as { bytes: unknown };
+  assert.equal(typeof text.bytes, 'string');
+  assert.equal(frames(text), 1);
+  assert.deepEqual(readable(readAgentMessages(text).messages), readable(answer));
+
+  const event: AgentMessage[] = [{ type: 'data', id: 9, chunk: Buffer.from('{"type":"MODIFIED"}\n') }];
+  assert.equal(frames(packMessages(event)), 2, 'a lone chunk as itself is an attachment');
+  assert.equal(frames(packMessages(event, true)), 1, 'packed as text it is not');
+  assert.deepEqual(readable(readAgentMessages(packMessages(event, true)).messages), readable(event));
+  const end: AgentMessage = { type: 'end', id: 9 };
+  assert.equal(packMessages([end], true), end, 'a lone message without a chunk travels as itself');
+});
+
+test('text batches stay binary when base64 would cost more than a frame saves', () => {
+  const over: AgentMessage[] = Array.from({ length: 3 }, (_, i) => ({ type: 'data', id: i, chunk: Buffer.alloc(PACK_MAX_CHUNK_BYTES, 97 + i) }));
+  assert.ok(over.length * PACK_MAX_CHUNK_BYTES > PACK_MAX_TEXT_BYTES);
+  const big = packMessages(over, true) as { bytes: unknown };
+  assert.ok(big.bytes instanceof Uint8Array, `more than ${PACK_MAX_TEXT_BYTES} packed bytes stay binary`);
+  assert.deepEqual(readable(readAgentMessages(big).messages), readable(over));
+  const withAttachment: AgentMessage[] = [
+    { type: 'data', id: 1, chunk: Buffer.from('small') },
+    { type: 'data', id: 2, chunk: Buffer.alloc(PACK_MAX_CHUNK_BYTES + 1, 7) },
+  ];
+  const mixed = packMessages(withAttachment, true) as { bytes: unknown };
+  assert.ok(mixed.bytes instanceof Uint8Array, 'a batch that has an attachment anyway packs its buffer as binary too');
+  assert.equal(frames(mixed), 3);
+  assert.deepEqual(readable(readAgentMessages(mixed).messages), readable(withAttachment));
 });
