@@ -39,8 +39,11 @@ const ALLOWED: Record<string, string[]> = {
   'server/serve': ['*'],
   'server/cli': ['*'],
   'agent/tunnel': ['protocol', 'otel'],
-  'agent/modules': ['protocol', 'otel', 'agent/tunnel'],
-  'agent/config': ['protocol', 'agent/modules'],
+  // The environment of agentk's short-lived Node children (agent.yaml's check, the kubeconfig reader).
+  'agent/childEnv': [],
+  'agent/modules': ['protocol', 'otel', 'agent/tunnel', 'agent/childEnv'],
+  'agent/agentFile': ['agent/childEnv', 'agent/modules'],
+  'agent/config': ['protocol', 'agent/modules', 'agent/agentFile'],
   'agent/connection': ['protocol', 'otel', 'agent/tunnel'],
   'agent/main': ['*'],
   bin: ['*'],
