@@ -45,37 +45,36 @@ function locals(res: Response): Locals {
 }
 
 /**
- * Sets X-Trace-Id on every answer, errors included: the trace of the HTTP server span (which
- * continues an incoming traceparent). Without tracing (OTEL_SDK_DISABLED) an id is still made up.
+ * What every request on the API and private ports starts with, as one middleware (each router
+ * layer costs every request its turn):
+ *
+ * - X-Trace-Id on every answer, errors included: the trace of the HTTP server span (which
+ *   continues an incoming traceparent). Without tracing (OTEL_SDK_DISABLED) an id is still made up.
+ * - A draining node asks clients not to reuse their connection: their next request goes to a node
+ *   that stays.
+ * - A request head that can be read only one way (requestHeadProblem).
  */
-export function traceMiddleware(req: Request, res: Response, next: NextFunction): void {
-  const span = trace.getActiveSpan();
-  const ctx = span?.spanContext();
-  const traceId = ctx && trace.isSpanContextValid(ctx) ? ctx.traceId : fallbackTraceId(req.headers.traceparent as string | undefined);
-  res.locals.traceId = traceId;
-  res.locals.span = span;
-  res.setHeader('X-Trace-Id', traceId);
-  next();
-}
-
-/** A draining node asks clients not to reuse their connection: their next request goes to a node that stays. */
-export function closeWhileDraining(lifecycle: NodeLifecycle) {
-  return (_req: Request, res: Response, next: NextFunction): void => {
+export function requestHead(lifecycle: NodeLifecycle) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const span = trace.getActiveSpan();
+    const ctx = span?.spanContext();
+    const traceId = ctx && trace.isSpanContextValid(ctx) ? ctx.traceId : fallbackTraceId(req.headers.traceparent as string | undefined);
+    res.locals.traceId = traceId;
+    res.locals.span = span;
+    res.setHeader('X-Trace-Id', traceId);
     if (lifecycle.draining) res.setHeader('Connection', 'close');
-    next();
+    next(requestHeadProblem(req));
   };
 }
 
 /**
- * A request head that can be read only one way. Node keeps the first of several Authorization
- * or Host headers and drops the rest, where a proxy in front may keep the last: which one a
- * request means is not for kas to guess. HTTP/1.1 needs its Host (RFC 9112), and Node's parser
- * takes an `HTTP/2.0` request line that no HTTP/2 client sends.
+ * Why a request head cannot be read only one way, if it cannot. Node keeps the first of several
+ * Authorization or Host headers and drops the rest, where a proxy in front may keep the last:
+ * which one a request means is not for kas to guess. HTTP/1.1 needs its Host (RFC 9112), and
+ * Node's parser takes an `HTTP/2.0` request line that no HTTP/2 client sends.
  */
-export function checkRequestHead(req: Request, _res: Response, next: NextFunction): void {
-  if (req.httpVersionMajor !== 1) {
-    return next(new KasError('bad_request', `HTTP/${req.httpVersion} is not spoken here; send HTTP/1.1`));
-  }
+function requestHeadProblem(req: Request): KasError | undefined {
+  if (req.httpVersionMajor !== 1) return new KasError('bad_request', `HTTP/${req.httpVersion} is not spoken here; send HTTP/1.1`);
   let authorization = 0;
   let host = 0;
   const raw = req.rawHeaders;
@@ -84,10 +83,10 @@ export function checkRequestHead(req: Request, _res: Response, next: NextFunctio
     if (name.length === 13 && name.toLowerCase() === 'authorization') authorization++;
     else if (name.length === 4 && name.toLowerCase() === 'host') host++;
   }
-  if (authorization > 1) return next(new KasError('bad_request', `the request has more than one Authorization header (${authorization}); send one`));
-  if (host > 1) return next(new KasError('bad_request', `the request has more than one Host header (${host}); send one`));
-  if (host === 0 && req.httpVersionMinor === 1) return next(new KasError('bad_request', 'an HTTP/1.1 request needs a Host header'));
-  next();
+  if (authorization > 1) return new KasError('bad_request', `the request has more than one Authorization header (${authorization}); send one`);
+  if (host > 1) return new KasError('bad_request', `the request has more than one Host header (${host}); send one`);
+  if (host === 0 && req.httpVersionMinor === 1) return new KasError('bad_request', 'an HTTP/1.1 request needs a Host header');
+  return undefined;
 }
 
 /** The language errors are answered in under a URL: its capability's, else kas's own. */
@@ -124,9 +123,7 @@ export function createApiApp(o: ApiAppOptions): express.Express {
   app.set('etag', false);
   // `/API/v1/agents` is no route of kas's: paths are case-sensitive, as the upstreams' are.
   app.set('case sensitive routing', true);
-  app.use(traceMiddleware);
-  app.use(closeWhileDraining(o.lifecycle));
-  app.use(checkRequestHead);
+  app.use(requestHead(o.lifecycle));
 
   app.use('/api', async (req, res, next) => {
     try {

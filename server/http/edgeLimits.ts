@@ -26,7 +26,7 @@ export interface EdgeLimits {
 export function serverOptions(limits: EdgeLimits): ServerOptions {
   return {
     maxHeaderSize: limits.maxHeaderBytes,
-    // Checked by kas itself (checkRequestHead), so that the answer says so in the caller's language.
+    // Checked by kas itself (requestHead in apiApp.ts), so that the answer says so in the caller's language.
     requireHostHeader: false,
     headersTimeout: limits.headerTimeoutMs,
     requestTimeout: limits.headerTimeoutMs + limits.bodyTimeoutMs,

@@ -10,7 +10,7 @@ import type { ServerCapability } from '../modules/capability.ts';
 import { NOT_HERE_HEADER } from '../routing/forward.ts';
 import { type AgentRouter, NotHereError } from '../routing/router.ts';
 import { parseAgentUrl } from './agentUrl.ts';
-import { checkRequestHead, closeWhileDraining, errorBodyFor, errorMiddleware, traceMiddleware } from './apiApp.ts';
+import { errorBodyFor, errorMiddleware, requestHead } from './apiApp.ts';
 import type { BodyLimits } from './edgeLimits.ts';
 import { KasError, sendError } from './errors.ts';
 import { HttpReply } from './reply.ts';
@@ -29,9 +29,7 @@ export function createPrivateApp(o: PrivateAppOptions): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.use(traceMiddleware);
-  app.use(closeWhileDraining(o.lifecycle));
-  app.use(checkRequestHead);
+  app.use(requestHead(o.lifecycle));
 
   app.use(async (req, res, next) => {
     try {
