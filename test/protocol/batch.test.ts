@@ -60,6 +60,8 @@ test('malformed batches yield an error and no messages; odd entries are left for
   assert.match(unpackMessages({ type: 'batch', bytes: 42, messages: [{}] }).error ?? '', /malformed batch: bytes/);
   assert.match(unpackMessages({ type: 'batch', bytes: Buffer.alloc(4), messages: [] }).error ?? '', /malformed batch/);
   assert.match(unpackMessages({ type: 'batch', bytes: Buffer.alloc(4), messages: [{ type: 'data', id: 1, offset: 3, length: 2 }] }).error ?? '', /beyond its 4 bytes/);
+  // Text that is not base64 decodes to fewer bytes (Buffer.from skips what is not base64): slices past them are refused.
+  assert.match(unpackMessages({ type: 'batch', bytes: '!!!!AAAA', messages: [{ type: 'data', id: 1, offset: 0, length: 4 }] }).error ?? '', /beyond its 3 bytes/);
   // A data entry without a valid slice is passed on as it is, and fails validation there.
   const { messages } = unpackMessages({ type: 'batch', bytes: Buffer.alloc(4), messages: [{ type: 'data', id: 1, offset: -1, length: 2 }] });
   assert.equal(messages.length, 1);
