@@ -1,6 +1,7 @@
 // The API port: Rails, the dashboard, kubectl and Prometheus clients. Authenticates the caller,
 // checks its scope, and hands `…/agents/{id}/{capability}/…` to that capability with a Reply.
 import { context, type Span, trace } from '@opentelemetry/api';
+import type http from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { KasMetrics } from '../../otel/kasMetrics.ts';
@@ -96,8 +97,14 @@ export function errorBodyFor(capabilities: ReadonlyMap<string, ServerCapability>
 }
 
 export function errorMiddleware(log: Logger, capabilities: ReadonlyMap<string, ServerCapability>) {
-  return (error: unknown, req: Request, res: Response, _next: NextFunction): void => {
-    const body = errorBodyFor(capabilities, req.originalUrl);
+  const answer = errorAnswer(log, capabilities);
+  return (error: unknown, req: Request, res: Response, _next: NextFunction): void => answer(error, req.originalUrl, res);
+}
+
+/** Answers what a request's handling threw, in the language of the capability its URL names. */
+function errorAnswer(log: Logger, capabilities: ReadonlyMap<string, ServerCapability>) {
+  return (error: unknown, url: string, res: Response): void => {
+    const body = errorBodyFor(capabilities, url);
     (res.locals.span as Span | undefined)?.setAttribute('kas.error.code', error instanceof KasError ? error.code : 'internal');
     if (error instanceof KasError) return sendError(res, error, body);
     // Express could not decode a route parameter (`%zz`): the caller's mistake, not kas's.
@@ -117,7 +124,7 @@ function describeReplica(info: ReplicaInfo) {
   };
 }
 
-export function createApiApp(o: ApiAppOptions): express.Express {
+export function createApiApp(o: ApiAppOptions): http.RequestListener {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -125,14 +132,21 @@ export function createApiApp(o: ApiAppOptions): express.Express {
   app.set('case sensitive routing', true);
   app.use(requestHead(o.lifecycle));
 
-  app.use('/api', async (req, res, next) => {
+  /** The caller of an /api request, or an error to answer: 401 in the caller's language. */
+  const authenticate = async (req: Request, res: Response, url: string): Promise<boolean> => {
     try {
       res.locals.caller = await verifyApiToken(o.apiSecret, req.headers.authorization);
-      next();
+      return true;
     } catch (error) {
-      if (error instanceof UnauthenticatedError) {
-        return sendError(res, new KasError('unauthorized', error.message), errorBodyFor(o.capabilities, req.originalUrl));
-      }
+      if (!(error instanceof UnauthenticatedError)) throw error;
+      sendError(res, new KasError('unauthorized', error.message), errorBodyFor(o.capabilities, url));
+      return false;
+    }
+  };
+  app.use('/api', async (req, res, next) => {
+    try {
+      if (await authenticate(req, res, req.originalUrl)) next();
+    } catch (error) {
       next(error);
     }
   });
@@ -156,8 +170,9 @@ export function createApiApp(o: ApiAppOptions): express.Express {
     res.json({ id: agentId, replicas: o.registry.replicas(agentId).map(describeReplica) });
   });
 
-  app.all('/api/v1/agents/:agentId/:upstream{/*rest}', async (req, res) => {
-    const url = parseAgentUrl(req.originalUrl);
+  /** `…/agents/{id}/{capability}/…`: the capability answers, through an HttpReply. */
+  const passthrough = async (req: Request, res: Response, rawUrl: string): Promise<void> => {
+    const url = parseAgentUrl(rawUrl);
     if (!url) throw new KasError('not_found', 'no such route');
     const capability = o.capabilities.get(url.capability);
     const reply = new HttpReply(res, capability ? (error, traceId) => capability.errorBody(error, traceId) : kasErrorBody);
@@ -211,13 +226,59 @@ export function createApiApp(o: ApiAppOptions): express.Express {
       if (reply.signal.aborted && !(error instanceof KasError)) return;
       throw error;
     }
-  });
+  };
+  app.all(PASSTHROUGH_ROUTE, (req, res) => passthrough(req, res, req.originalUrl));
 
   app.use(dashboard({ traceUiUrl: o.traceUiUrl }));
 
   app.use((req, _res, next) => next(new KasError('not_found', `no route for ${req.method} ${req.path}`)));
   app.use(errorMiddleware(o.log, o.capabilities));
-  return app;
+
+  // The passthrough is nearly every request kas serves, and express's per-request work (its
+  // request and response prototypes, the router's layers) was about a tenth of kas's CPU for one
+  // (bench/README.md): a URL that express would route to PASSTHROUGH_ROUTE, and that could not
+  // fail its decoding there, runs the same steps without it. Everything else goes to express.
+  const head = requestHead(o.lifecycle);
+  const answerError = errorAnswer(o.log, o.capabilities);
+  const direct = async (req: Request, res: Response, url: string): Promise<void> => {
+    try {
+      let problem: unknown;
+      head(req, res, (error?: unknown) => (problem = error));
+      if (problem) throw problem;
+      if (await authenticate(req, res, url)) await passthrough(req, res, url);
+    } catch (error) {
+      answerError(error, url, res);
+    }
+  };
+  return (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const url = req.url ?? '/';
+    if (!takesDirectPath(url)) return void app(req, res);
+    const request = req as Request;
+    const response = res as Response;
+    response.locals = Object.create(null) as Record<string, unknown>;
+    // What traceServer (otel/http.ts) names the span by, as express would have set it.
+    (request as { route?: { path: string } }).route = { path: PASSTHROUGH_ROUTE };
+    void direct(request, response, url);
+  };
+}
+
+const PASSTHROUGH_ROUTE = '/api/v1/agents/:agentId/:upstream{/*rest}';
+
+/**
+ * A URL express would hand to PASSTHROUGH_ROUTE's handler, whose parameters it would decode
+ * without error: `/api/v1/agents/{id}/{capability}…` with a path that is valid percent-encoding.
+ */
+export function takesDirectPath(url: string): boolean {
+  if (!url.startsWith('/api/v1/agents/') || !parseAgentUrl(url)) return false;
+  const query = url.indexOf('?');
+  const path = query === -1 ? url : url.slice(0, query);
+  if (!path.includes('%')) return true;
+  try {
+    decodeURIComponent(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function outOfScope(agentId: string): KasError {

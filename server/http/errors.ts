@@ -22,7 +22,13 @@ export function sendError(res: Response, error: KasError, body: ErrorBody = kasE
   // The rest of a body refused unread (too large, too slow, not wanted) would be taken for the next
   // request on the connection: there is no next one.
   if (!res.req.complete || error.code === 'payload_too_large' || error.code === 'request_timeout') res.setHeader('Connection', 'close');
-  res.status(error.status).json(body(error, traceId));
+  // With node:http's own calls (what express's res.json would send), so that an answer express
+  // never saw (apiApp.ts's direct path) is answered alike.
+  const payload = JSON.stringify(body(error, traceId));
+  res.statusCode = error.status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(payload));
+  res.end(payload);
 }
 
 /**
