@@ -68,11 +68,12 @@ async function storm(): Promise<void> {
     rogue.send(Array.from({ length: 64 }, (_, j) => (j % 4 === 0 ? { type: 'head', id: 'x', status: 'nope' } : { type: 'end', id: 50_000_000 + i + j })));
     if (i % 4096 === 0) await sleep(0);
   }
-  // Packed batches of unsolicited data, their chunks slices of one buffer, binary and as base64 text.
-  const text = Buffer.alloc(64 * 1024, 1).toString('base64');
+  // Packed batches of unsolicited data, their chunks slices of one buffer; and as base64 text,
+  // twice what agentk puts in a text batch.
+  const text = Buffer.alloc(16 * 1024, 1).toString('base64');
   for (let i = 0; i < 200; i++) {
-    const messages = Array.from({ length: 16 }, (_, j) => ({ type: 'data', id: 60_000_000 + j, offset: j * 4096, length: 4096 }));
-    rogue.send({ type: 'batch', bytes: i % 2 ? Buffer.alloc(64 * 1024) : text, messages });
+    rogue.send({ type: 'batch', bytes: Buffer.alloc(64 * 1024), messages: Array.from({ length: 16 }, (_, j) => ({ type: 'data', id: 60_000_000 + j, offset: j * 4096, length: 4096 })) });
+    rogue.send({ type: 'batch', bytes: text, messages: Array.from({ length: 4 }, (_, j) => ({ type: 'data', id: 61_000_000 + j, offset: j * 4096, length: 4096 })) });
   }
   // Requests answered with violations before and after their first bytes, and left to time out.
   for (let batch = 0; batch < 4; batch++) {
