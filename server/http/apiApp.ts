@@ -12,6 +12,7 @@ import type { CapabilityRequest, ServerCapability } from '../modules/capability.
 import type { AgentRegistry, ReplicaInfo } from '../routing/registry.ts';
 import { checkAgentId, parseAgentUrl } from './agentUrl.ts';
 import { dashboard } from './dashboard.ts';
+import { withDirectPath } from './directPath.ts';
 import type { BodyLimits, StreamsPerToken } from './edgeLimits.ts';
 import { type ErrorBody, KasError, kasErrorBody, sendError } from './errors.ts';
 import { HttpReply } from './reply.ts';
@@ -102,7 +103,7 @@ export function errorMiddleware(log: Logger, capabilities: ReadonlyMap<string, S
 }
 
 /** Answers what a request's handling threw, in the language of the capability its URL names. */
-function errorAnswer(log: Logger, capabilities: ReadonlyMap<string, ServerCapability>) {
+export function errorAnswer(log: Logger, capabilities: ReadonlyMap<string, ServerCapability>) {
   return (error: unknown, url: string, res: Response): void => {
     const body = errorBodyFor(capabilities, url);
     (res.locals.span as Span | undefined)?.setAttribute('kas.error.code', error instanceof KasError ? error.code : 'internal');
@@ -234,52 +235,17 @@ export function createApiApp(o: ApiAppOptions): http.RequestListener {
   app.use((req, _res, next) => next(new KasError('not_found', `no route for ${req.method} ${req.path}`)));
   app.use(errorMiddleware(o.log, o.capabilities));
 
-  // The passthrough is nearly every request kas serves, and express's per-request work (its
-  // request and response prototypes, the router's layers) was about a tenth of kas's CPU for one
-  // (bench/README.md): a URL that express would route to PASSTHROUGH_ROUTE, and that could not
-  // fail its decoding there, runs the same steps without it. Everything else goes to express.
-  const head = requestHead(o.lifecycle);
-  const answerError = errorAnswer(o.log, o.capabilities);
-  const direct = async (req: Request, res: Response, url: string): Promise<void> => {
-    try {
-      let problem: unknown;
-      head(req, res, (error?: unknown) => (problem = error));
-      if (problem) throw problem;
-      if (await authenticate(req, res, url)) await passthrough(req, res, url);
-    } catch (error) {
-      answerError(error, url, res);
-    }
-  };
-  return (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    const url = req.url ?? '/';
-    if (!takesDirectPath(url)) return void app(req, res);
-    const request = req as Request;
-    const response = res as Response;
-    response.locals = Object.create(null) as Record<string, unknown>;
-    // What traceServer (otel/http.ts) names the span by, as express would have set it.
-    (request as { route?: { path: string } }).route = { path: PASSTHROUGH_ROUTE };
-    void direct(request, response, url);
-  };
+  return withDirectPath(app, {
+    prefix: '/api/v1/agents/',
+    route: PASSTHROUGH_ROUTE,
+    head: requestHead(o.lifecycle),
+    authenticate,
+    serve: passthrough,
+    answerError: errorAnswer(o.log, o.capabilities),
+  });
 }
 
 const PASSTHROUGH_ROUTE = '/api/v1/agents/:agentId/:upstream{/*rest}';
-
-/**
- * A URL express would hand to PASSTHROUGH_ROUTE's handler, whose parameters it would decode
- * without error: `/api/v1/agents/{id}/{capability}…` with a path that is valid percent-encoding.
- */
-export function takesDirectPath(url: string): boolean {
-  if (!url.startsWith('/api/v1/agents/') || !parseAgentUrl(url)) return false;
-  const query = url.indexOf('?');
-  const path = query === -1 ? url : url.slice(0, query);
-  if (!path.includes('%')) return true;
-  try {
-    decodeURIComponent(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function outOfScope(agentId: string): KasError {
   return new KasError('forbidden', `the API token does not grant access to agent ${agentId}; ask for a token that lists it`);

@@ -2,7 +2,8 @@
 // nothing without a kas-to-kas token, judges the request by its capability's rules again, serves
 // it only from this node's own replicas, and never forwards again (no loops).
 import { context } from '@opentelemetry/api';
-import express from 'express';
+import type http from 'node:http';
+import express, { type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { UnauthenticatedError, verifyPrivateToken } from '../auth/tokens.ts';
 import type { NodeLifecycle } from '../lifecycle.ts';
@@ -10,7 +11,8 @@ import type { ServerCapability } from '../modules/capability.ts';
 import { NOT_HERE_HEADER } from '../routing/forward.ts';
 import { type AgentRouter, NotHereError } from '../routing/router.ts';
 import { parseAgentUrl } from './agentUrl.ts';
-import { errorBodyFor, errorMiddleware, requestHead } from './apiApp.ts';
+import { errorAnswer, errorBodyFor, errorMiddleware, requestHead } from './apiApp.ts';
+import { withDirectPath } from './directPath.ts';
 import type { BodyLimits } from './edgeLimits.ts';
 import { KasError, sendError } from './errors.ts';
 import { HttpReply } from './reply.ts';
@@ -25,24 +27,34 @@ export interface PrivateAppOptions {
   bodies: BodyLimits;
 }
 
-export function createPrivateApp(o: PrivateAppOptions): express.Express {
+export function createPrivateApp(o: PrivateAppOptions): http.RequestListener {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(requestHead(o.lifecycle));
 
-  app.use(async (req, res, next) => {
+  /** The sending node's kas-to-kas token: false when it answered (401) itself. */
+  const authenticate = async (req: Request, res: Response, url: string): Promise<boolean> => {
     try {
       res.locals.claims = await verifyPrivateToken(o.privateSecret, req.headers.authorization);
-      next();
+      return true;
     } catch (error) {
-      if (!(error instanceof UnauthenticatedError)) return next(error);
-      sendError(res, new KasError('unauthorized', 'the private port takes kas-to-kas requests only'), errorBodyFor(o.capabilities, req.originalUrl));
+      if (!(error instanceof UnauthenticatedError)) throw error;
+      sendError(res, new KasError('unauthorized', 'the private port takes kas-to-kas requests only'), errorBodyFor(o.capabilities, url));
+      return false;
+    }
+  };
+  app.use(async (req, res, next) => {
+    try {
+      if (await authenticate(req, res, req.originalUrl)) next();
+    } catch (error) {
+      next(error);
     }
   });
 
-  app.all('/private/v1/agents/:agentId/:upstream{/*rest}', async (req, res) => {
-    const url = parseAgentUrl(req.originalUrl);
+  /** A forwarded `…/agents/{id}/{capability}/…`, served from this node's replicas only. */
+  const passthrough = async (req: Request, res: Response, rawUrl: string): Promise<void> => {
+    const url = parseAgentUrl(rawUrl);
     const claims = res.locals.claims as Awaited<ReturnType<typeof verifyPrivateToken>>;
     if (!url || url.agentId !== claims.agent) throw new KasError('forbidden', 'the kas-to-kas token is for another agent');
     const capability = o.capabilities.get(url.capability);
@@ -91,7 +103,8 @@ export function createPrivateApp(o: PrivateAppOptions): express.Express {
       throw error;
     }
     await reply.pass(stream, request.streaming);
-  });
+  };
+  app.all(PASSTHROUGH_ROUTE, (req, res) => passthrough(req, res, req.originalUrl));
 
   // A capability asking about its shared work on this node (a live graph's window, say).
   app.get('/private/v1/peer/:capability/:agentId{/*rest}', async (req, res) => {
@@ -107,5 +120,14 @@ export function createPrivateApp(o: PrivateAppOptions): express.Express {
 
   app.use((req, _res, next) => next(new KasError('not_found', `no route for ${req.method} ${req.path}`)));
   app.use(errorMiddleware(o.log, o.capabilities));
-  return app;
+  return withDirectPath(app, {
+    prefix: '/private/v1/agents/',
+    route: PASSTHROUGH_ROUTE,
+    head: requestHead(o.lifecycle),
+    authenticate,
+    serve: passthrough,
+    answerError: errorAnswer(o.log, o.capabilities),
+  });
 }
+
+const PASSTHROUGH_ROUTE = '/private/v1/agents/:agentId/:upstream{/*rest}';

@@ -1,10 +1,10 @@
-// Which requests the API port serves without express (server/http/apiApp.ts): exactly those
+// Which requests the API and private ports serve without express (server/http/directPath.ts): those
 // express would hand to the passthrough route with parameters it can decode. The answers on both
 // paths are held alike by the rest of the suite (the hostile corpus, errors, traces), which sends
 // both kinds.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { takesDirectPath } from '../../server/http/apiApp.ts';
+import { takesDirectPath } from '../../server/http/directPath.ts';
 
 test('the passthrough goes direct; everything express must see, or decode, goes to express', () => {
   for (const url of [
@@ -32,4 +32,13 @@ test('the passthrough goes direct; everything express must see, or decode, goes 
   ]) {
     assert.equal(takesDirectPath(url), false, url);
   }
+});
+
+test('on the private port, the forwarded passthrough goes direct; the peer API and the rest go to express', () => {
+  const prefix = '/private/v1/agents/';
+  assert.equal(takesDirectPath('/private/v1/agents/prod/prometheus/api/v1/query?query=up', prefix), true);
+  assert.equal(takesDirectPath('/private/v1/agents/prod/kubernetes/api/v1/pods?watch=1', prefix), true);
+  assert.equal(takesDirectPath('/private/v1/peer/prometheus/prod/live', prefix), false);
+  assert.equal(takesDirectPath('/private/v1/agents/prod/prometheus/%zz', prefix), false);
+  assert.equal(takesDirectPath('/api/v1/agents/prod/prometheus/x', prefix), false, 'the API prefix is not the private one');
 });
