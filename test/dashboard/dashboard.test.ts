@@ -225,7 +225,12 @@ describe('the dashboard in chromium', () => {
       const { page } = tab;
       await signIn(tab, stack.token);
       const resource = page.locator('#k8s-resource:enabled');
-      await resource.waitFor({ timeout: 10_000 });
+      // Discovery is a dozen requests through kas and agentk: generous on a machine running the
+      // whole suite at once (one CI run timed out at 10 s); what the panel said is in the failure.
+      await resource.waitFor({ timeout: 20_000 }).catch(async (error: Error) => {
+        const said = await page.locator('.panel-status').allInnerTexts().catch(() => []);
+        throw new Error(`${error.message}\nthe panel said: ${JSON.stringify(said)}`);
+      });
       assert.equal(await resource.inputValue(), 'apps/v1/deployments', 'the link reopened the resource');
       const options = await resource.locator('option').evaluateAll((os) => os.map((o) => (o as unknown as { value: string }).value));
       for (const r of ['v1/pods', 'v1/namespaces', 'v1/configmaps', 'v1/events', 'apps/v1/deployments']) assert.ok(options.includes(r), `${r} in ${options.join(', ')}`);
