@@ -10,9 +10,9 @@ import { type Caller, callerMayReach, credentialFromHeader, UnauthenticatedError
 import type { NodeLifecycle } from '../lifecycle.ts';
 import type { CapabilityRequest, ServerCapability } from '../modules/capability.ts';
 import type { AgentRegistry, ReplicaInfo } from '../routing/registry.ts';
-import { checkAgentId, parseAgentUrl } from './agentUrl.ts';
+import { type AgentUrl, checkAgentId, parseAgentUrl } from './agentUrl.ts';
 import { dashboard } from './dashboard.ts';
-import { withDirectPath } from './directPath.ts';
+import { authMiddleware, errorMiddleware, passthroughRoute, withDirectPath } from './directPath.ts';
 import type { BodyLimits, StreamsPerToken } from './edgeLimits.ts';
 import { type ErrorBody, KasError, kasErrorBody, sendError } from './errors.ts';
 import { HttpReply } from './reply.ts';
@@ -97,11 +97,6 @@ export function errorBodyFor(capabilities: ReadonlyMap<string, ServerCapability>
   return capability ? (error, traceId) => capability.errorBody(error, traceId) : kasErrorBody;
 }
 
-export function errorMiddleware(log: Logger, capabilities: ReadonlyMap<string, ServerCapability>) {
-  const answer = errorAnswer(log, capabilities);
-  return (error: unknown, req: Request, res: Response, _next: NextFunction): void => answer(error, req.originalUrl, res);
-}
-
 /** Answers what a request's handling threw, in the language of the capability its URL names. */
 export function errorAnswer(log: Logger, capabilities: ReadonlyMap<string, ServerCapability>) {
   return (error: unknown, url: string, res: Response): void => {
@@ -131,7 +126,9 @@ export function createApiApp(o: ApiAppOptions): http.RequestListener {
   app.set('etag', false);
   // `/API/v1/agents` is no route of kas's: paths are case-sensitive, as the upstreams' are.
   app.set('case sensitive routing', true);
-  app.use(requestHead(o.lifecycle));
+  const head = requestHead(o.lifecycle);
+  const answerError = errorAnswer(o.log, o.capabilities);
+  app.use(head);
 
   /** The caller of an /api request, or an error to answer: 401 in the caller's language. */
   const authenticate = async (req: Request, res: Response, url: string): Promise<boolean> => {
@@ -144,13 +141,7 @@ export function createApiApp(o: ApiAppOptions): http.RequestListener {
       return false;
     }
   };
-  app.use('/api', async (req, res, next) => {
-    try {
-      if (await authenticate(req, res, req.originalUrl)) next();
-    } catch (error) {
-      next(error);
-    }
-  });
+  app.use('/api', authMiddleware(authenticate));
 
   app.get('/api/v1/agents', (_req, res) => {
     const { caller } = locals(res);
@@ -172,8 +163,7 @@ export function createApiApp(o: ApiAppOptions): http.RequestListener {
   });
 
   /** `…/agents/{id}/{capability}/…`: the capability answers, through an HttpReply. */
-  const passthrough = async (req: Request, res: Response, rawUrl: string): Promise<void> => {
-    const url = parseAgentUrl(rawUrl);
+  const passthrough = async (req: Request, res: Response, url: AgentUrl | undefined): Promise<void> => {
     if (!url) throw new KasError('not_found', 'no such route');
     const capability = o.capabilities.get(url.capability);
     const reply = new HttpReply(res, capability ? (error, traceId) => capability.errorBody(error, traceId) : kasErrorBody);
@@ -228,24 +218,16 @@ export function createApiApp(o: ApiAppOptions): http.RequestListener {
       throw error;
     }
   };
-  app.all(PASSTHROUGH_ROUTE, (req, res) => passthrough(req, res, req.originalUrl));
+  app.all(passthroughRoute(PREFIX), (req, res) => passthrough(req, res, parseAgentUrl(req.originalUrl)));
 
   app.use(dashboard({ traceUiUrl: o.traceUiUrl }));
 
   app.use((req, _res, next) => next(new KasError('not_found', `no route for ${req.method} ${req.path}`)));
-  app.use(errorMiddleware(o.log, o.capabilities));
-
-  return withDirectPath(app, {
-    prefix: '/api/v1/agents/',
-    route: PASSTHROUGH_ROUTE,
-    head: requestHead(o.lifecycle),
-    authenticate,
-    serve: passthrough,
-    answerError: errorAnswer(o.log, o.capabilities),
-  });
+  app.use(errorMiddleware(answerError));
+  return withDirectPath(app, { prefix: PREFIX, head, authenticate, serve: passthrough, answerError });
 }
 
-const PASSTHROUGH_ROUTE = '/api/v1/agents/:agentId/:upstream{/*rest}';
+const PREFIX = '/api/v1/agents/';
 
 function outOfScope(agentId: string): KasError {
   return new KasError('forbidden', `the API token does not grant access to agent ${agentId}; ask for a token that lists it`);

@@ -103,7 +103,7 @@ export class BodyLimits {
   /**
    * The caller's body (POST only), refused past KAS_MAX_REQUEST_BODY with 413 and past
    * KAS_BODY_TIMEOUT with 408. Either way the rest of it is never read: the answer says
-   * `Connection: close` (errorMiddleware), so the connection is not reused.
+   * `Connection: close` (sendError), so the connection is not reused.
    */
   async read(req: IncomingMessage): Promise<Buffer | undefined> {
     if (req.method !== 'POST') return undefined;

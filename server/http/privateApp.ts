@@ -10,9 +10,9 @@ import type { NodeLifecycle } from '../lifecycle.ts';
 import type { ServerCapability } from '../modules/capability.ts';
 import { NOT_HERE_HEADER } from '../routing/forward.ts';
 import { type AgentRouter, NotHereError } from '../routing/router.ts';
-import { parseAgentUrl } from './agentUrl.ts';
-import { errorAnswer, errorBodyFor, errorMiddleware, requestHead } from './apiApp.ts';
-import { withDirectPath } from './directPath.ts';
+import { type AgentUrl, parseAgentUrl } from './agentUrl.ts';
+import { errorAnswer, errorBodyFor, requestHead } from './apiApp.ts';
+import { authMiddleware, errorMiddleware, passthroughRoute, withDirectPath } from './directPath.ts';
 import type { BodyLimits } from './edgeLimits.ts';
 import { KasError, sendError } from './errors.ts';
 import { HttpReply } from './reply.ts';
@@ -31,7 +31,9 @@ export function createPrivateApp(o: PrivateAppOptions): http.RequestListener {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.use(requestHead(o.lifecycle));
+  const head = requestHead(o.lifecycle);
+  const answerError = errorAnswer(o.log, o.capabilities);
+  app.use(head);
 
   /** The sending node's kas-to-kas token: false when it answered (401) itself. */
   const authenticate = async (req: Request, res: Response, url: string): Promise<boolean> => {
@@ -44,17 +46,10 @@ export function createPrivateApp(o: PrivateAppOptions): http.RequestListener {
       return false;
     }
   };
-  app.use(async (req, res, next) => {
-    try {
-      if (await authenticate(req, res, req.originalUrl)) next();
-    } catch (error) {
-      next(error);
-    }
-  });
+  app.use(authMiddleware(authenticate));
 
   /** A forwarded `…/agents/{id}/{capability}/…`, served from this node's replicas only. */
-  const passthrough = async (req: Request, res: Response, rawUrl: string): Promise<void> => {
-    const url = parseAgentUrl(rawUrl);
+  const passthrough = async (req: Request, res: Response, url: AgentUrl | undefined): Promise<void> => {
     const claims = res.locals.claims as Awaited<ReturnType<typeof verifyPrivateToken>>;
     if (!url || url.agentId !== claims.agent) throw new KasError('forbidden', 'the kas-to-kas token is for another agent');
     const capability = o.capabilities.get(url.capability);
@@ -104,7 +99,7 @@ export function createPrivateApp(o: PrivateAppOptions): http.RequestListener {
     }
     await reply.pass(stream, request.streaming);
   };
-  app.all(PASSTHROUGH_ROUTE, (req, res) => passthrough(req, res, req.originalUrl));
+  app.all(passthroughRoute(PREFIX), (req, res) => passthrough(req, res, parseAgentUrl(req.originalUrl)));
 
   // A capability asking about its shared work on this node (a live graph's window, say).
   app.get('/private/v1/peer/:capability/:agentId{/*rest}', async (req, res) => {
@@ -119,15 +114,8 @@ export function createPrivateApp(o: PrivateAppOptions): http.RequestListener {
   });
 
   app.use((req, _res, next) => next(new KasError('not_found', `no route for ${req.method} ${req.path}`)));
-  app.use(errorMiddleware(o.log, o.capabilities));
-  return withDirectPath(app, {
-    prefix: '/private/v1/agents/',
-    route: PASSTHROUGH_ROUTE,
-    head: requestHead(o.lifecycle),
-    authenticate,
-    serve: passthrough,
-    answerError: errorAnswer(o.log, o.capabilities),
-  });
+  app.use(errorMiddleware(answerError));
+  return withDirectPath(app, { prefix: PREFIX, head, authenticate, serve: passthrough, answerError });
 }
 
-const PASSTHROUGH_ROUTE = '/private/v1/agents/:agentId/:upstream{/*rest}';
+const PREFIX = '/private/v1/agents/';

@@ -4,7 +4,9 @@
 // both kinds.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { takesDirectPath } from '../../server/http/directPath.ts';
+import { directPathUrl } from '../../server/http/directPath.ts';
+
+const takesDirectPath = (url: string, prefix = '/api/v1/agents/') => directPathUrl(url, prefix) !== undefined;
 
 test('the passthrough goes direct; everything express must see, or decode, goes to express', () => {
   for (const url of [
