@@ -133,13 +133,14 @@ export function packMessages(messages: AgentMessage[], text = false): unknown {
   let total = 0;
   let attachments = 0;
   for (const m of messages) {
-    if (packable(m)) total += (m as { chunk: Uint8Array }).chunk.byteLength;
-    else if (m.type === 'data') attachments++;
+    if (m.type !== 'data') continue;
+    if (packable(m)) total += m.chunk.byteLength;
+    else attachments++;
   }
   const bytes = Buffer.allocUnsafe(total);
   let offset = 0;
   const entries = messages.map((m) => {
-    if (m.type !== 'data' || m.chunk.byteLength > PACK_MAX_CHUNK_BYTES) return m;
+    if (m.type !== 'data' || !packable(m)) return m;
     bytes.set(m.chunk, offset);
     const entry = { type: 'data', id: m.id, offset, length: m.chunk.byteLength };
     offset += m.chunk.byteLength;

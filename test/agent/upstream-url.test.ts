@@ -1,9 +1,9 @@
-// agentk's URL for a Prometheus request (upstreamUrl): parsed once from a string where that reads
+// agentk's URL for a Prometheus request (upstreamUrls): parsed once from a string where that reads
 // the same as the URL setters, which it must match for every path and query kas may send.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { upstreamUrl } from '../../agent/modules/prometheus/agent.ts';
+import { upstreamUrls } from '../../agent/modules/prometheus/agent.ts';
 
 function bySetters(base: URL, prefix: string, path: string, query: string): string {
   const url = new URL(base);
@@ -24,9 +24,10 @@ test('one parse makes the URL the setters make, for any path and query', () => {
   for (const raw of bases) {
     const base = new URL(raw);
     const prefix = base.pathname.replace(/\/+$/, '');
+    const urlOf = upstreamUrls(raw);
     fc.assert(
       fc.property(path, query, (p, q) => {
-        assert.equal(upstreamUrl(base, prefix, p, q).href, bySetters(base, prefix, p, q));
+        assert.equal(urlOf(p, q).href, bySetters(base, prefix, p, q));
       }),
       { numRuns: 3000 },
     );
@@ -34,8 +35,7 @@ test('one parse makes the URL the setters make, for any path and query', () => {
 });
 
 test('credentials in the base URL are kept', () => {
-  const base = new URL('http://user:secret@prom:9090');
-  const url = upstreamUrl(base, '', '/api/v1/query', 'query=up');
+  const url = upstreamUrls('http://user:secret@prom:9090')('/api/v1/query', 'query=up');
   assert.equal(url.username, 'user');
   assert.equal(url.password, 'secret');
   assert.equal(url.href, 'http://user:secret@prom:9090/api/v1/query?query=up');

@@ -14,48 +14,42 @@ const keepAlive = {
 };
 
 /**
- * `base` with `prefix + path` as its path and `query` as its query, as the URL setters make it.
- * Parsed once from a string where that reads the same (no `?` or `#` in the path, no `#` in the
- * query, which the setters would percent-encode; test/agent/upstream-url.test.ts holds the two
- * equal): three parses per request cost agentk about 2% of its CPU.
+ * The URL of each request under `baseUrl` (which may carry a path prefix): the request's path
+ * after the prefix and its query, as the URL setters make them. Parsed once from a string where
+ * that reads the same (no `?` or `#` in the path, no `#` in the query, which the setters would
+ * percent-encode; a whole URL also loses trailing spaces and control characters, which the
+ * setters keep, and the search setter drops a leading `?`): three parses per request cost agentk
+ * about 2% of its CPU. test/agent/upstream-url.test.ts holds the two ways equal.
  */
-export function upstreamUrl(base: URL, prefix: string, path: string, query: string): URL {
-  const last = (query || path).charCodeAt((query || path).length - 1);
-  // (a whole URL loses trailing spaces and control characters, which the setters keep, and the
-  // search setter drops a leading `?`)
-  if (!/[?#]/.test(path) && !query.includes('#') && !query.startsWith('?') && last > 0x20) return new URL(`${rootOf(base)}${prefix}${path}${query ? `?${query}` : ''}`);
-  const url = new URL(base);
-  url.pathname = prefix + path;
-  url.search = query;
-  return url;
-}
-
-/** Scheme, credentials, host and port of `base`, as a string (cached: asked for every request). */
-const roots = new WeakMap<URL, string>();
-function rootOf(base: URL): string {
-  let root = roots.get(base);
-  if (root === undefined) {
-    const bare = new URL(base);
-    bare.pathname = '/';
-    bare.search = '';
-    bare.hash = '';
-    root = bare.href.slice(0, -1);
-    roots.set(base, root);
-  }
-  return root;
+export function upstreamUrls(baseUrl: string): (path: string, query: string) => URL {
+  const base = new URL(baseUrl);
+  const prefix = base.pathname.replace(/\/+$/, '');
+  const bare = new URL(base);
+  bare.pathname = '/';
+  bare.search = '';
+  bare.hash = '';
+  const root = bare.href.slice(0, -1) + prefix; // scheme, credentials, host, port and prefix
+  return (path, query) => {
+    const last = (query || path).charCodeAt((query || path).length - 1);
+    if (!/[?#]/.test(path) && !query.includes('#') && !query.startsWith('?') && last > 0x20) return new URL(`${root}${path}${query ? `?${query}` : ''}`);
+    const url = new URL(base);
+    url.pathname = prefix + path;
+    url.search = query;
+    return url;
+  };
 }
 
 /** Sends a tunnelled request to `baseUrl` (which may carry a path prefix) and streams the answer. */
 export function httpUpstream(baseUrl: string, extraHeaders: () => Record<string, string> = () => ({})): UpstreamExecutor {
   const base = new URL(baseUrl);
-  const prefix = base.pathname.replace(/\/+$/, '');
+  const urlOf = upstreamUrls(baseUrl);
   const secure = base.protocol === 'https:';
   // Where every request goes, taken from the URL once (http.request would do it for each one).
   const { protocol, hostname, port, auth } = urlToHttpOptions(base);
   const server = { protocol, hostname, port, ...(auth ? { auth } : {}) };
   return (request: TunnelRequest, signal: AbortSignal) =>
     new Promise<UpstreamResponse>((resolve, reject) => {
-      const url = upstreamUrl(base, prefix, request.path, request.query);
+      const url = urlOf(request.path, request.query);
       const span = startClientSpan(request.method, url);
       const headers: http.OutgoingHttpHeaders = { ...request.headers, ...extraHeaders(), ...span.headers };
       if (request.body) headers['content-length'] = String(request.body.byteLength);
