@@ -8,10 +8,8 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { childEnv } from './childEnv.ts';
+import { type ChildOutput, childEnv, childResult } from './childEnv.ts';
 import type { AgentFileConfig } from './modules/fileSchema.ts';
-
-type ChildOutput = { config: AgentFileConfig } | { error: string };
 
 /** agent.yaml at `path`, checked; throws an Error that says what is wrong with it. */
 export function readAgentFile(path: string): AgentFileConfig {
@@ -28,13 +26,11 @@ export function readAgentFile(path: string): AgentFileConfig {
     const { stderr, message } = error as { stderr?: string; message: string };
     throw new Error(`could not check the config file ${path}: ${stderr?.trim() || message}`);
   }
-  const output = JSON.parse(stdout.trim().split('\n').at(-1)!) as ChildOutput;
-  if ('error' in output) throw new Error(output.error);
-  return output.config;
+  return childResult<AgentFileConfig>(stdout);
 }
 
 /** The child: parses and checks the file, in the words agentk reports. */
-async function checkInChild(path: string): Promise<ChildOutput> {
+async function checkInChild(path: string): Promise<ChildOutput<AgentFileConfig>> {
   const [{ parse }, { AgentFileSchema }] = await Promise.all([import('yaml'), import('./modules/fileSchema.ts')]);
   let raw: unknown;
   try {

@@ -12,7 +12,7 @@ import { execFile } from 'node:child_process';
 import { homedir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Cluster, User } from '@kubernetes/client-node';
-import { childEnv } from '../../childEnv.ts';
+import { type ChildOutput, childEnv, childResult } from '../../childEnv.ts';
 
 export interface KubernetesSettings {
   inCluster?: boolean | undefined;
@@ -32,8 +32,6 @@ interface ChildInput {
   inClusterRoot?: string | undefined;
 }
 
-type ChildOutput = { config: ClusterConfig } | { error: string };
-
 /** Reads the cluster access the settings name, in a child process (see above). */
 export async function loadKubeConfig(
   settings: KubernetesSettings,
@@ -52,9 +50,7 @@ export async function loadKubeConfig(
       },
     );
   });
-  const output = JSON.parse(stdout.trim().split('\n').at(-1)!) as ChildOutput;
-  if ('error' in output) throw new Error(output.error);
-  return output.config;
+  return childResult<ClusterConfig>(stdout);
 }
 
 /** The child: loads the KubeConfig as agentk always did, checks it, prints its current cluster and user. */
@@ -84,7 +80,7 @@ async function resolveInChild(input: ChildInput): Promise<ClusterConfig> {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const input = JSON.parse(process.argv[2] ?? '{}') as ChildInput;
-  let output: ChildOutput;
+  let output: ChildOutput<ClusterConfig>;
   try {
     output = { config: await resolveInChild(input) };
   } catch (error) {
