@@ -173,15 +173,17 @@ export function unpackMessages(raw: unknown): { messages: unknown[]; error?: str
   }
   if (typeof raw !== 'object' || raw === null || (raw as { type?: unknown }).type !== 'batch') return { messages: [raw] };
   const { bytes, messages } = raw as { bytes?: unknown; messages?: unknown };
-  const packed = typeof bytes === 'string' ? Buffer.from(bytes, 'base64') : bytes;
-  if (!(packed instanceof Uint8Array) || !Array.isArray(messages) || messages.length < 1 || messages.length > BATCH_MAX_MESSAGES) {
-    const why = !(packed instanceof Uint8Array)
+  const isBytes = typeof bytes === 'string' || bytes instanceof Uint8Array;
+  if (!isBytes || !Array.isArray(messages) || messages.length < 1 || messages.length > BATCH_MAX_MESSAGES) {
+    const why = !isBytes
       ? 'bytes: expected binary data or base64 text'
       : !Array.isArray(messages)
         ? 'messages: expected an array'
         : `messages: ${messages.length} of them (1 to ${BATCH_MAX_MESSAGES})`;
     return { messages: [], error: `a malformed batch: ${why}` };
   }
+  // Decoded only once the rest of the batch's shape is right.
+  const packed = typeof bytes === 'string' ? Buffer.from(bytes, 'base64') : bytes;
   const out: unknown[] = [];
   for (const entry of messages as unknown[]) {
     if (!isPackedData(entry)) {

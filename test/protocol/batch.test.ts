@@ -68,6 +68,16 @@ test('malformed batches yield an error and no messages; odd entries are left for
   assert.equal(AgentMessageSchema.safeParse(messages[0]).success, false);
 });
 
+test("a text batch's base64 is decoded only once the rest of the batch is well formed", (t) => {
+  const from = t.mock.method(Buffer, 'from');
+  const text = Buffer.alloc(6 * 1024, 1).toString('base64');
+  assert.match(unpackMessages({ type: 'batch', bytes: text, messages: [] }).error ?? '', /messages: 0 of them/);
+  assert.match(unpackMessages({ type: 'batch', bytes: text, messages: 'nope' }).error ?? '', /messages: expected an array/);
+  assert.equal(from.mock.callCount(), 0, 'nothing decoded for a refused batch');
+  assert.equal(unpackMessages({ type: 'batch', bytes: text, messages: [{ type: 'data', id: 1, offset: 0, length: 6 * 1024 }] }).messages.length, 1);
+  assert.equal(from.mock.callCount(), 1);
+});
+
 test('kas to an agent that takes batches: a plain array, each message validated on its own', () => {
   const request = { type: 'request', id: 1, upstream: 'prometheus', method: 'GET', path: '/api/v1/query', query: 'query=up', headers: {}, timeoutMs: 1000, credit: 1024 };
   const { messages, issues } = readKasMessages([request, { type: 'credit', id: 1, bytes: 64 }, { type: 'credit', id: -1, bytes: 1 }, { type: 'cancel', id: 1, reason: 'gone' }]);
