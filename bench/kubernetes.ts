@@ -1,6 +1,8 @@
 // `npm run bench` (Kubernetes part): what kas adds to watch event latency and list throughput.
 // Starts the Kubernetes API simulator in this process, two kas nodes sharing a real Redis and
-// one agentk on node 0, then measures three ways: the simulator directly, kas node 0 (holds
+// one agentk on node 0, then measures: the simulator directly; through chains of 1, 2 and 3
+// minimal node:http proxies (bench/proxy.ts: the yardstick, as many processes on the path as
+// kas puts there: kas same node is two, kas and agentk; cross node three); kas node 0 (holds
 // the agent: same node) and kas node 1 (forwards first: cross node).
 //
 //   watch latency  object changed in the simulator → its event parsed by the caller, with 1 and
@@ -18,6 +20,7 @@ import { join } from 'node:path';
 import { KasCluster } from '../test/support/kas.ts';
 import { makePod, startKubeSim, type KubeSim } from '../demo/k8sSim.ts';
 import { cpuSeconds } from './procStats.ts';
+import { type StartedProxy, startProxy } from './proxies.ts';
 
 const WATCHES = Number(process.env.BENCH_WATCHES ?? 500);
 const ROUNDS_SINGLE = Number(process.env.BENCH_WATCH_ROUNDS ?? 200);
@@ -30,7 +33,12 @@ interface Target {
   name: string;
   base: URL;
   token: string;
+  /** The processes between the caller and the simulator, whose CPU is counted per event. */
+  pids: number[];
 }
+
+/** The proxy chains' names, by how many processes they put on the path. */
+const CHAIN = ['', 'minimal proxy, 1 hop', 'minimal proxy, 2 hops', 'minimal proxy, 3 hops'] as const;
 
 export interface WatchCell {
   watches: number;
@@ -170,7 +178,10 @@ export async function benchKubernetes(): Promise<KubernetesResults> {
     sim.api.create('pods', makePod({ name: `pod-${i}`, namespace: `ns-${i % 50}`, labels: { app: `app-${i % 7}` } }));
   }
   let cluster: KasCluster | undefined;
+  const proxies: StartedProxy[] = [];
   try {
+    progress('starting a chain of 3 minimal proxies in front of the simulator');
+    for (let i = 0; i < 3; i++) proxies.push(await startProxy(`proxy-${i + 1}`, i === 0 ? sim.url : proxies[i - 1]!.url));
     progress('starting 2 kas nodes (Redis) and agentk on node 0');
     cluster = await KasCluster.start({ nodes: 2, env: { LOG_LEVEL: 'warn' } });
     const agentToken = await cluster.registerAgent('bench');
@@ -181,10 +192,12 @@ export async function benchKubernetes(): Promise<KubernetesResults> {
     await cluster.startAgent({ id: 'bench', token: agentToken, node: 0, configYaml: `kubernetes:\n  kubeconfig: ${kubeconfig}\n` });
     const apiToken = await cluster.issueToken({ agents: ['bench'] });
     await cluster.waitForReplicas('bench', 1, apiToken, 1);
+    const kasPids = [...cluster.nodes.map((n) => n.proc.pid!), ...cluster.agents.map((a) => a.proc.pid!)];
     const targets: Target[] = [
-      { name: 'direct', base: new URL(sim.url), token: clusterToken },
-      { name: 'kas same node', base: new URL(`${cluster.nodes[0]!.apiUrl}/api/v1/agents/bench/kubernetes`), token: apiToken },
-      { name: 'kas cross node', base: new URL(`${cluster.nodes[1]!.apiUrl}/api/v1/agents/bench/kubernetes`), token: apiToken },
+      { name: 'direct', base: new URL(sim.url), token: clusterToken, pids: [] },
+      ...proxies.map((proxy, i) => ({ name: CHAIN[i + 1]!, base: new URL(proxy.url), token: clusterToken, pids: proxies.slice(0, i + 1).map((p) => p.pid) })),
+      { name: 'kas same node', base: new URL(`${cluster.nodes[0]!.apiUrl}/api/v1/agents/bench/kubernetes`), token: apiToken, pids: kasPids },
+      { name: 'kas cross node', base: new URL(`${cluster.nodes[1]!.apiUrl}/api/v1/agents/bench/kubernetes`), token: apiToken, pids: kasPids },
     ];
     const results: KubernetesResults = { watch: {}, list: {} };
     for (const target of targets) {
@@ -192,10 +205,10 @@ export async function benchKubernetes(): Promise<KubernetesResults> {
       for (const [watches, distinct, rounds] of [[1, false, ROUNDS_SINGLE], [WATCHES, false, ROUNDS_MANY], [WATCHES, true, ROUNDS_MANY]] as const) {
         const what = `${watches} ${distinct ? 'distinct ' : watches > 1 ? 'identical ' : ''}watch(es)`;
         progress(`${target.name}: watch latency, ${what}, ${rounds} changes`);
-        const pids = target.name === 'direct' ? [] : [...cluster.nodes.map((n) => n.proc.pid), ...cluster.agents.map((a) => a.proc.pid)];
+        const pids = target.pids;
         const cell = await watchLatency(sim, target, watches, distinct, rounds, () => (pids.length > 0 ? cpuSeconds(pids) : NaN));
         results.watch[target.name]!.push(cell);
-        const cpu = cell.cpuUsPerEvent === undefined ? '' : `, kas+agentk CPU ${cell.cpuUsPerEvent.toFixed(0)} µs per event`;
+        const cpu = cell.cpuUsPerEvent === undefined ? '' : `, CPU on the path ${cell.cpuUsPerEvent.toFixed(0)} µs per event`;
         progress(`${target.name}: ${what}: p50 ${cell.p50.toFixed(2)} ms, p99 ${cell.p99.toFixed(2)} ms (${cell.samples} events)${cpu}`);
       }
       progress(`${target.name}: listing ${PODS} pods ${LIST_REPEATS} times`);
@@ -205,6 +218,7 @@ export async function benchKubernetes(): Promise<KubernetesResults> {
     return results;
   } finally {
     await cluster?.stop();
+    await Promise.all(proxies.map((p) => p.stop()));
     await sim.stop();
   }
 }
@@ -218,7 +232,7 @@ export function kubernetesMarkdown(r: KubernetesResults): string {
     '',
     `${many} identical watches: the same URL and resourceVersion, as when a dashboard is open ${many} times (kas serves them from one upstream watch). ` +
       `${many} distinct watches: each with a label selector of its own, so nothing can be shared and each is its own stream at every hop. ` +
-      'Added p99: kas minus direct in the same column; CPU: what the kas nodes and agentk spent per event delivered.',
+      'Added p99: the path minus direct in the same column; CPU: what the processes on the path (the proxies; the kas nodes and agentk) spent per event delivered.',
     '',
     `| path | 1 watch p50 | 1 watch p99 | ${many} identical p50 | p99 | added p99 | CPU µs/event | ${many} distinct p50 | p99 | added p99 | CPU µs/event |`,
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -250,6 +264,13 @@ export function kubernetesMarkdown(r: KubernetesResults): string {
     if (!cell || !base) continue;
     const added = cell.p99 - base.p99;
     lines.push('', `Target: added p99 event latency ≤ 5 ms cross node with ${cell.watches} ${kind} watches open: **${added.toFixed(2)} ms** (${added <= 5 ? 'met' : 'missed'}).`);
+    // The yardstick: as many minimal proxies as kas has processes on the path.
+    const yard = (kas: string, chain: string) => {
+      const k = r.watch[kas]?.[index];
+      const c = r.watch[chain]?.[index];
+      return k && c ? `${kas} ${(k.p99 - base.p99).toFixed(2)} ms against ${chain} ${(c.p99 - base.p99).toFixed(2)} ms` : '';
+    };
+    lines.push(`Against the yardstick (added p99): ${[yard('kas same node', CHAIN[2]), yard('kas cross node', CHAIN[3])].filter(Boolean).join('; ')}.`);
   }
   return lines.join('\n');
 }

@@ -12,15 +12,23 @@ import { createProxyMiddleware } from 'http-proxy-middleware';
 const target = process.env.PROXY_TARGET;
 if (!target) throw new Error('set PROXY_TARGET to the Prometheus URL');
 const upstream = new URL(target);
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+// Enough sockets for the Kubernetes bench's 500 watches at once, each a stream that stays open.
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
 
 function minimal(): http.Server {
   return http.createServer((req, res) => {
     const out = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
+      // A stream (a watch) may not send a byte for a long time: its head goes at once rather than
+      // with the first chunk. An answer of known length keeps head and body in one write.
+      if (answer.headers['content-length'] === undefined) res.flushHeaders();
       answer.pipe(res);
     });
     out.on('error', () => res.destroy());
+    // The caller went away before the end (a watch it closed): so does the request upstream.
+    res.once('close', () => {
+      if (!res.writableFinished) out.destroy();
+    });
     req.pipe(out);
   });
 }

@@ -22,11 +22,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AGENTK_BIN, KAS_BIN, runKas } from '../test/support/kas.ts';
 import { freePort } from '../test/support/ports.ts';
-import { Proc, waitFor } from '../test/support/procs.ts';
+import { waitFor } from '../test/support/procs.ts';
+import { cpuSeconds } from './procStats.ts';
+import { startProxy } from './proxies.ts';
 import { startPrometheus, type PrometheusServer } from '../test/support/prometheus.ts';
 import { startRedis } from '../test/support/redis.ts';
 
 const REQUESTS_C1 = Number(process.env.BENCH_REQUESTS ?? 2000);
+const REQUESTS_CPU = 1000;
 const SECONDS_C32 = Number(process.env.BENCH_SECONDS ?? 10);
 const CONCURRENCY = 32;
 const QUERY = '/api/v1/query?query=up';
@@ -35,6 +38,8 @@ interface Target {
   name: string;
   url: URL;
   headers: Record<string, string>;
+  /** The processes between the caller and Prometheus, whose CPU is counted per request. */
+  pids: number[];
 }
 
 interface Cell {
@@ -116,6 +121,19 @@ async function interleaved(targets: Target[], requests: number): Promise<Map<str
   );
 }
 
+/** CPU time of the processes on each path per request at c=1, one path at a time (µs). */
+async function cpuAtC1(targets: Target[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const target of targets) {
+    if (target.pids.length === 0) continue;
+    progress(`${target.name}: CPU of ${REQUESTS_CPU} requests at concurrency 1`);
+    const before = cpuSeconds(target.pids);
+    const cell = await measure(target, 1, { requests: REQUESTS_CPU });
+    out.set(target.name, ((cpuSeconds(target.pids) - before) * 1e6) / cell.count);
+  }
+  return out;
+}
+
 async function bench(targets: Target[]): Promise<Map<string, { c1: Cell; c32: Cell }>> {
   progress('warm-up');
   for (const target of targets) {
@@ -162,6 +180,7 @@ function machine(): string[] {
 interface BenchNode {
   apiUrl: string;
   agentUrl: string;
+  pid: number;
 }
 
 function startLogged(dir: string, name: string, args: string[], env: Record<string, string>): ChildProcess {
@@ -192,7 +211,7 @@ async function startKasNode(dir: string, env: Record<string, string>, index: num
     what: `kas-${index} to be ready (log: ${join(dir, `kas-${index}.log`)})`,
     giveUpIf: () => (child.exitCode !== null ? `kas-${index} exited with ${child.exitCode}` : undefined),
   });
-  return { apiUrl: `http://127.0.0.1:${api}`, agentUrl: `ws://127.0.0.1:${agent}` };
+  return { apiUrl: `http://127.0.0.1:${api}`, agentUrl: `ws://127.0.0.1:${agent}`, pid: child.pid! };
 }
 
 async function kasCommand(args: string[], env: Record<string, string>): Promise<string> {
@@ -225,15 +244,13 @@ async function main(): Promise<void> {
   const build = (await (await fetch(`${prometheus.url}/api/v1/status/buildinfo`)).json()) as { data?: { version?: string } };
   prometheusVersion = build.data?.version ?? 'unknown';
 
-  const startProxy = async (kind: 'minimal' | 'express') => {
-    const proxy = Proc.start(`proxy-${kind}`, process.execPath, [fileURLToPath(new URL('proxy.ts', import.meta.url))], {
-      env: { ...process.env, PROXY_TARGET: prometheus.url, PROXY_KIND: kind },
-    });
+  const proxyFor = async (kind: 'minimal' | 'express') => {
+    const proxy = await startProxy(`proxy-${kind}`, prometheus.url, kind);
     cleanups.push(() => proxy.stop());
-    return Number(/proxy listening on (\d+)/.exec(await proxy.waitForLine(/proxy listening on/, 20_000))![1]);
+    return proxy;
   };
-  const proxyPort = await startProxy('minimal');
-  const expressPort = await startProxy('express');
+  const minimalProxy = await proxyFor('minimal');
+  const expressProxy = await proxyFor('express');
 
   // kas nodes and agentk are started here rather than through the test harness, at the default
   // log level as deployed, with their logs going to files: the harness would pipe every
@@ -271,15 +288,16 @@ async function main(): Promise<void> {
     },
     { timeoutMs: 20_000, what: 'the agent to be visible through kas node 1' },
   );
-  void agentk;
 
   const auth = { authorization: `Bearer ${token}` };
+  // The CPU of a kas path counts both nodes and agentk: node 1 is idle on the same-node path.
+  const kasPids = [nodes[0]!.pid, nodes[1]!.pid, agentk.pid!];
   const targets: Target[] = [
-    { name: 'Prometheus direct', url: new URL(QUERY, prometheus.url), headers: {} },
-    { name: 'minimal node:http proxy (1 hop)', url: new URL(QUERY, `http://127.0.0.1:${proxyPort}`), headers: {} },
-    { name: 'express + http-proxy-middleware (1 hop)', url: new URL(QUERY, `http://127.0.0.1:${expressPort}`), headers: {} },
-    { name: 'kas, same node', url: new URL(`/api/v1/agents/bench/prometheus${QUERY}`, nodes[0]!.apiUrl), headers: auth },
-    { name: 'kas, cross node', url: new URL(`/api/v1/agents/bench/prometheus${QUERY}`, nodes[1]!.apiUrl), headers: auth },
+    { name: 'Prometheus direct', url: new URL(QUERY, prometheus.url), headers: {}, pids: [] },
+    { name: 'minimal node:http proxy (1 hop)', url: new URL(QUERY, minimalProxy.url), headers: {}, pids: [minimalProxy.pid] },
+    { name: 'express + http-proxy-middleware (1 hop)', url: new URL(QUERY, expressProxy.url), headers: {}, pids: [expressProxy.pid] },
+    { name: 'kas, same node', url: new URL(`/api/v1/agents/bench/prometheus${QUERY}`, nodes[0]!.apiUrl), headers: auth, pids: kasPids },
+    { name: 'kas, cross node', url: new URL(`/api/v1/agents/bench/prometheus${QUERY}`, nodes[1]!.apiUrl), headers: auth, pids: kasPids },
   ];
   // Each path must answer what Prometheus answers before it is timed.
   for (const target of targets) {
@@ -291,6 +309,7 @@ async function main(): Promise<void> {
   }
 
   const results = await bench(targets);
+  const cpu = await cpuAtC1(targets);
 
   const ms = (v: number) => v.toFixed(2);
   const lines = [
@@ -318,6 +337,13 @@ async function main(): Promise<void> {
     `| kas cross node ÷ proxy | ${verdict(ratio(cross!.c1.p50, direct!.c1.p50, proxied!.c1.p50), 3)} | ${verdict(ratio(cross!.c1.p99, direct!.c1.p99, proxied!.c1.p99), 3)} |`,
     '',
     `At c=${CONCURRENCY}: kas same node passes ${share(same!.c32.rps, proxied!.c32.rps)} of the minimal proxy's requests per second; cross node ${((100 * cross!.c32.rps) / proxied!.c32.rps).toFixed(0)}%.`,
+    '',
+    `CPU per request of the processes on the path (Prometheus not counted), c=1, ${REQUESTS_CPU} requests per path one path at a time, from /proc: ` +
+      targets
+        .filter((t) => cpu.has(t.name))
+        .map((t) => `${t.name} ${cpu.get(t.name)!.toFixed(0)} µs (${(cpu.get(t.name)! / cpu.get(targets[1]!.name)!).toFixed(2)}× the minimal proxy)`)
+        .join('; ') +
+      '. At c=1 the machine is otherwise idle, so the added latency follows this CPU and the wake-ups of each process on the path.',
     '',
   );
   process.stdout.write(`${lines.join('\n')}\n`);
