@@ -17,7 +17,7 @@ import { startFakeUpstream } from '../test/support/upstream.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const BIG = Number(process.env.BENCH_PROFILE_BIG ?? 0);
-const CONCURRENCY = BIG ? 1 : 32;
+const CONCURRENCY = Number(process.env.BENCH_PROFILE_CONCURRENCY ?? (BIG ? 1 : 32));
 const TOP = 12;
 
 interface ProfileNode {

@@ -2,8 +2,10 @@
 //
 //   one node    BENCH_SCALE_AGENTS (10,000) agent connections (100 agents × 100 replicas) dialling
 //               one kas node at once, from cold: how long until all are connected (a connect
-//               storm, with the agent-connection limits in place), kas RSS per connected agent,
-//               and the latency of a query to one of them while the storm lasts
+//               storm, with the agent-connection limits in place), kas RSS per connected agent
+//               (10 s and a minute after the storm), the live JS heap and RSS per agent after a
+//               full collection (kas runs with --inspect for that), and the latency of a query to
+//               one of them while the storm lasts
 //   membership  3 nodes × BENCH_SCALE_PER_NODE (10,000) replicas, idle: Redis commands and kas CPU
 //               per minute spent on keeping the cluster's view current
 //
