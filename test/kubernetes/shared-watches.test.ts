@@ -485,6 +485,41 @@ describe('shared watches without the network', () => {
     await first.served;
   });
 
+  test("an event's JSON is read only when a caller joining later looks for its resourceVersion, and once", async (t) => {
+    const parse = t.mock.method(JSON, 'parse');
+    const eventsParsed = () => parse.mock.calls.filter((call) => String(call.arguments[0]).includes('"MODIFIED"')).length;
+    const hub = newHub();
+    const first = await start(hub, '1');
+    for (let rv = 2; rv <= 51; rv++) first.upstream().write(event(rv));
+    await settle();
+    assert.equal(eventsParsed(), 0, 'passing 50 events on parsed none of them');
+    const late = join(hub, '41');
+    assert.equal(late.agents.opened, 0, 'the late caller joined');
+    assert.equal(late.res.body, Array.from({ length: 10 }, (_, i) => event(42 + i)).join(''));
+    const scanned = eventsParsed();
+    assert.ok(scanned >= 10 && scanned <= 11, `only the events back to resourceVersion 41 were read (${scanned})`);
+    const again = join(hub, '41');
+    assert.equal(again.res.body, late.res.body);
+    assert.equal(eventsParsed(), scanned, 'each event is read at most once');
+    for (const caller of [first, late, again]) caller.res.leave();
+    await first.upstream().gone;
+  });
+
+  test('a line that is not a JSON object, or an ERROR event, ends joining; the first caller gets every byte', async () => {
+    for (const ending of ['not a watch event\n', '{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired"}}\n']) {
+      const hub = newHub();
+      const first = await start(hub, '1');
+      first.upstream().write(event(2) + ending + event(3));
+      await settle();
+      assert.equal(first.res.body, event(2) + ending + event(3));
+      const late = join(hub, '2');
+      await waitFor(async () => late.agents.opened > 0 || undefined, { timeoutMs: 1000, what: 'an upstream watch of its own' });
+      late.res.leave();
+      first.res.leave();
+      await Promise.all([late.served, first.upstream().gone]);
+    }
+  });
+
   test('a caller that left before it could join starts nothing', async () => {
     const hub = newHub();
     const res = new RecordingReply();

@@ -79,9 +79,20 @@ export function shareableWatch(request: AgentRequest): ShareableWatch | undefine
   return { key, resourceVersion, timeoutSeconds, request };
 }
 
+const isSpace = (byte: number) => byte === 0x0a || byte === 0x0d || byte === 0x20 || byte === 0x09;
+
 function isBlank(line: Buffer): boolean {
-  for (const byte of line) if (byte !== 0x0a && byte !== 0x0d && byte !== 0x20 && byte !== 0x09) return false;
+  for (const byte of line) if (!isSpace(byte)) return false;
   return true;
+}
+
+/** The line's first and last bytes that are not white space are `{` and `}`: it may be a JSON object. */
+function looksLikeObject(line: Buffer): boolean {
+  let first = 0;
+  let last = line.byteLength - 1;
+  while (first <= last && isSpace(line[first]!)) first++;
+  while (last >= first && isSpace(line[last]!)) last--;
+  return first < last && line[first] === 0x7b && line[last] === 0x7d;
 }
 
 /** When each shared watch's upstream ends by itself (its timeoutSeconds), in performance.now() time. */
@@ -185,22 +196,66 @@ async function runUpstream(upstream: Upstream<WatchHead, Buffer>, agents: Agents
   }
 }
 
-/** One line as a watch event: replayable with its resourceVersion, a keep-alive (not replayed), or not an event at all. */
+type ParsedEvent = { type?: unknown; object?: { metadata?: { resourceVersion?: unknown } } };
+
+function parseEvent(line: Buffer): ParsedEvent | undefined {
+  try {
+    const parsed: unknown = JSON.parse(line.toString('utf8'));
+    return typeof parsed === 'object' && parsed !== null ? (parsed as ParsedEvent) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function resourceVersionOf(parsed: ParsedEvent | undefined): string | undefined {
+  const rv = parsed?.object?.metadata?.resourceVersion;
+  return typeof rv === 'string' ? rv : undefined;
+}
+
+/**
+ * A watch event kept for replay, whose resourceVersion is read from its JSON only when a caller
+ * joining later looks for it: most events of most watches are never looked at, and parsing
+ * every one (a Pod is several KB) was the largest cost of a watch event in kas after the socket
+ * writes (bench/README.md, Kubernetes).
+ */
+class WatchEvent implements FanOutEvent<Buffer> {
+  readonly payload: Buffer;
+  readonly bytes: number;
+  /** null: not read yet. */
+  #position: string | undefined | null;
+
+  /** `read`: the event was parsed already, and this is what it said (its resourceVersion, if any). */
+  constructor(payload: Buffer, read?: { position: string | undefined }) {
+    this.payload = payload;
+    this.bytes = payload.byteLength;
+    this.#position = read ? read.position : null;
+  }
+
+  get position(): string | undefined {
+    if (this.#position === null) this.#position = resourceVersionOf(parseEvent(this.payload));
+    return this.#position;
+  }
+}
+
+const ERROR_TYPE = Buffer.from('"ERROR"');
+
+/**
+ * One line as a watch event: replayable (its resourceVersion is where a later caller may resume),
+ * a keep-alive (not replayed), or not an event at all (then the stream is passed on unsplit and
+ * nobody joins it). A line counts as an event when it is shaped like a JSON object; it is parsed
+ * here only when it may be an ERROR event (it names "ERROR" somewhere), which ends the stream for
+ * anyone new (a 410 Gone, say).
+ */
 function eventOf(line: Buffer): { event: FanOutEvent<Buffer>; replayable: boolean; last: boolean } | 'not an event' {
   // A keep-alive blank line (agentk's, on an idle watch): for those watching now, not an event.
   if (isBlank(line)) return { event: { payload: line, bytes: line.byteLength }, replayable: false, last: false };
-  let parsed: { type?: string; object?: { metadata?: { resourceVersion?: unknown } } };
-  try {
-    parsed = JSON.parse(line.toString('utf8')) as typeof parsed;
-  } catch {
-    return 'not an event';
-  }
-  const rv = parsed.object?.metadata?.resourceVersion;
+  if (!looksLikeObject(line)) return 'not an event';
   // A copy: the line may be a view into a much larger read buffer, and it is kept for replay.
   const payload = Buffer.from(line);
-  const event: FanOutEvent<Buffer> = { payload, bytes: payload.byteLength, ...(typeof rv === 'string' ? { position: rv } : {}) };
-  // After an ERROR (410 Gone, say) the stream is over for anyone new.
-  return { event, replayable: true, last: parsed.type === 'ERROR' };
+  if (!payload.includes(ERROR_TYPE)) return { event: new WatchEvent(payload), replayable: true, last: false };
+  const parsed = parseEvent(payload);
+  if (!parsed) return 'not an event';
+  return { event: new WatchEvent(payload, { position: resourceVersionOf(parsed) }), replayable: true, last: parsed.type === 'ERROR' };
 }
 
 /** Splits chunks into whole lines (with their line ends), keeping the part of one that is not complete yet. */
