@@ -21,8 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { startKubeSim } from '../demo/k8sSim.ts';
 import { KasCluster } from '../test/support/kas.ts';
 import { startOtlpReceiver } from '../test/support/otlp.ts';
-import { Proc } from '../test/support/procs.ts';
 import { rssBytes } from './procStats.ts';
+import { startProxy } from './proxies.ts';
 import { startFakeUpstream } from '../test/support/upstream.ts';
 
 const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 10);
@@ -65,15 +65,6 @@ function download(url: string, headers: Record<string, string>): Promise<{ mbps:
       })
       .on('error', reject);
   });
-}
-
-async function startProxy(target: string): Promise<{ url: string; stop(): Promise<void> }> {
-  const proc = Proc.start('proxy', process.execPath, [join(ROOT, 'bench/proxy.ts')], {
-    env: { ...process.env, PROXY_TARGET: target, PROXY_KIND: 'minimal' },
-  });
-  const line = await proc.waitForLine(/proxy listening on \d+/, 10_000);
-  const port = /listening on (\d+)/.exec(line)![1];
-  return { url: `http://127.0.0.1:${port}`, stop: async () => void (await proc.stop()) };
 }
 
 /** RSS of kas and of agentk (Prometheus only, then with Kubernetes too), idle, tracing configured. */
@@ -151,7 +142,7 @@ async function idleMemory(): Promise<string[]> {
 
 async function bigAnswer(): Promise<string[]> {
   const prometheus = await startFakeUpstream();
-  const proxy = await startProxy(prometheus.url);
+  const proxy = await startProxy('proxy', prometheus.url);
   const cluster = await KasCluster.start({ nodes: 2, env: { LOG_LEVEL: 'info' } });
   try {
     const agentToken = await cluster.registerAgent('big');
