@@ -95,7 +95,7 @@ export function createAgentServer(o: AgentServerOptions): Server {
     // A dropped agent must not come back as the same socket with stale state.
     connectionStateRecovery: undefined,
   });
-  io.engine.on('connection', (raw: { request: http.IncomingMessage | null }) => releaseUpgradeRequest(raw));
+  io.engine.on('connection', releaseUpgradeRequest);
   const rate = new ConnectRate({ perNode: o.limits.agentConnectRate, perAgent: o.limits.agentConnectRatePerAgent });
   const refusals = new LogThrottle(o.log, 'agent connections refused (summary of the interval)');
   const loads = new Map<string, AgentLoad>();

@@ -20,6 +20,7 @@ import { FEATURES_EVENT, PROTOCOL_VERSION } from '../../protocol/messages.ts';
 import { AgentTokenStore, registerAgent } from '../../server/auth/agentTokens.ts';
 import type { AgentConnection } from '../../server/tunnel/agentConnection.ts';
 import { createAgentServer } from '../../server/tunnel/agentServer.ts';
+import { waitFor } from '../support/procs.ts';
 
 let dir: string;
 let httpServer: http.Server;
@@ -88,11 +89,6 @@ test('an open agent connection keeps neither its upgrade request nor its token, 
   const tcpClosed = once(upgrades[0]!.tcp, 'close');
   client.disconnect();
   await tcpClosed;
-  await waitUntil(() => disconnected.length === 1);
+  await waitFor(() => disconnected.length === 1, { timeoutMs: 2000, what: 'kas to see the replica go' });
   assert.equal(disconnected[0], connected[0]);
 });
-
-async function waitUntil(ok: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
-  assert.ok(ok());
-}
