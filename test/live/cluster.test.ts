@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { io as connectUi } from 'socket.io-client';
 import type { UiUpdate } from '../../protocol/ui.ts';
 import { KasCluster } from '../support/kas.ts';
@@ -59,6 +59,13 @@ describe('live graphs across three kas nodes', () => {
     for (const node of [0, 1, 2]) await cluster.waitForReplicas('prod', 2, token, node);
   });
 
+  /** Every viewer a test opened; closed after it even when it failed, so no graph outlives its test. */
+  const opened = new Set<SseClient>();
+  afterEach(() => {
+    for (const client of opened) client.close();
+    opened.clear();
+  });
+
   after(async () => {
     await cluster?.stop();
     await prometheus?.stop();
@@ -70,6 +77,7 @@ describe('live graphs across three kas nodes', () => {
   /** Opens `count` viewers on `node`, each once it has its snapshot. */
   async function viewers(node: number, query: string, count: number): Promise<SseClient[]> {
     const clients = await Promise.all(Array.from({ length: count }, () => SseClient.open(liveUrl(node, query), token)));
+    for (const client of clients) opened.add(client);
     await Promise.all(clients.map((c) => c.waitFor((x) => x.events.some((e) => e.event === 'snapshot'), 20_000, 'a snapshot')));
     return clients;
   }
@@ -113,11 +121,13 @@ describe('live graphs across three kas nodes', () => {
     await Promise.all(all.map((c) => c.waitFor((x) => lastOf(x) >= t1, 5_000, `step ${t1} on every viewer`)));
     const requests1 = await agentRequests();
     const evaluatedSteps = (t1 - t0) / STEP_S;
-    const byAgent = (requests1 - requests0) / evaluatedSteps;
+    const byAgent = requests1 - requests0;
     const logged = (await loggedEvaluations(query)).filter((end) => end > t0 && end <= t1);
-    const byPrometheus = logged.length / evaluatedSteps;
-    assert.ok(Math.abs(byAgent - 1) <= 1 / evaluatedSteps, `evaluations per step seen by the agent: ${byAgent}`);
-    assert.equal(byPrometheus, 1, `query_range evaluations per step in Prometheus's query log: ${logged.length} for ${evaluatedSteps} steps`);
+    // The agent's counter is read while steps go on, so the step at either edge may fall on
+    // either side of a reading: one off is allowed, in whole requests (19 / 20 - 1 is not -0.05
+    // in floating point, and a ratio check once failed on exactly that).
+    assert.ok(Math.abs(byAgent - evaluatedSteps) <= 1, `evaluations seen by the agent: ${byAgent} for ${evaluatedSteps} steps`);
+    assert.equal(logged.length, evaluatedSteps, `query_range evaluations in Prometheus's query log: ${logged.length} for ${evaluatedSteps} steps`);
     assert.deepEqual(new Set(logged).size, logged.length, 'no step was evaluated twice');
     for (const client of all) {
       assert.equal(client.of('snapshot').length, 1, 'one snapshot each');
@@ -156,12 +166,14 @@ describe('live graphs across three kas nodes', () => {
     const query = 'max(up)';
     const [steady] = await viewers(1, query, 1);
     const leaving = await SseClient.open(liveUrl(1, query), token);
+    opened.add(leaving);
     await leaving.waitFor((c) => steps(c).length >= 3, 10_000, 'a few steps');
     const lastId = leaving.lastEventId!;
     leaving.close();
     await steady!.waitFor((c) => steps(c).at(-1)! >= Number(lastId) + 3, 10_000, 'three more steps');
     const before = await loggedEvaluations(query);
     const back = await SseClient.open(liveUrl(1, query), token, lastId);
+    opened.add(back);
     await back.waitFor((c) => c.events.length >= 3, 10_000, 'the missed appends');
     assert.equal(back.of('snapshot').length, 0, 'no snapshot: it resumed');
     assert.equal(steps(back)[0], Number(lastId) + STEP_S, 'from the step after its last one');
