@@ -5,7 +5,9 @@
 // says what the port is, connection attempts beyond KAS_AGENT_CONNECT_RATE (per node) and
 // KAS_AGENT_CONNECT_RATE_PER_AGENT (per token) get a connect_error agentk backs off from, and
 // refused handshakes are closed at once, counted, and logged within a budget.
-import type http from 'node:http';
+import { EventEmitter } from 'node:events';
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
 import type https from 'node:https';
 import { Server, type Socket } from 'socket.io';
 import type { Logger } from 'pino';
@@ -58,21 +60,38 @@ export function refusePlainHttp(_req: http.IncomingMessage, res: http.ServerResp
 }
 
 /**
- * Lets go of what the WebSocket's upgrade request holds, once the connection is open. engine.io
- * keeps the request as `socket.request`, and a second time through the 'close' listener its
- * upgrade response puts on the TCP socket, for as long as the connection lives: its headers, its
- * stream state and a property store that V8 keeps as a hash table (engine.io deletes one of its
- * properties), about 3 KB. Nothing reads the request after the connection opened: the
- * handshake's address is copied before, and kas takes the token in its middleware from the
- * handshake's `auth`. So the reference goes, and the request, which that listener keeps from
- * being freed, is emptied: a connection's live heap went from 13.5 to 11.7 KB (bench/README.md,
- * Scale); the emptied object and its hash table, about 1 KB, stay until the connection closes.
+ * engine.io's stand-in response for a WebSocket upgrade puts a `close` listener on the TCP socket,
+ * for middlewares that wait for a response's end; it keeps the response, and through it the
+ * upgrade request, for as long as the connection lives. kas has no such middleware, so the
+ * listener goes as soon as it is there: this runs as an engine middleware, right after the
+ * response was made and before ws adds its own listeners, so the newest `close` listener is
+ * engine.io's (a `once` wrapper; ws's are plain functions). A plain HTTP request is left alone.
  */
-export function releaseUpgradeRequest(raw: { request: http.IncomingMessage | null }): void {
-  const request = raw.request as Record<PropertyKey, unknown> | null;
+export function dropUpgradeResponseListener(_req: http.IncomingMessage, res: unknown, next: (error?: Error) => void): void {
+  if (!(res instanceof http.ServerResponse)) {
+    const tcp = (res as { socket?: Duplex }).socket;
+    const newest = tcp?.rawListeners('close').at(-1) as (((...args: unknown[]) => void) & { listener?: unknown }) | undefined;
+    if (newest?.listener) tcp!.removeListener('close', newest);
+  }
+  next();
+}
+
+/**
+ * Lets go of the WebSocket's upgrade request once the connection is open. engine.io keeps it as
+ * `socket.request`, with its headers and stream state and a property store that V8 keeps as a
+ * hash table (engine.io deletes one of its properties); and the WebSocket keeps engine.io's
+ * `onUpgradeError` listener, whose closure holds the upgrade's context. Nothing reads either after
+ * the connection opened: the handshake's address is copied before, and kas takes the token in
+ * its middleware from the handshake's `auth`. With `dropUpgradeResponseListener`, nothing holds
+ * the request any more: a connection's live heap went from 13.5 to 10.2 KB (bench/README.md, Scale).
+ */
+export function releaseUpgradeRequest(raw: { request: http.IncomingMessage | null; transport?: { socket?: unknown } }): void {
   raw.request = null;
-  if (!request) return;
-  for (const key of Reflect.ownKeys(request)) delete request[key];
+  const websocket = raw.transport?.socket as EventEmitter | undefined;
+  if (!(websocket instanceof EventEmitter)) return;
+  for (const listener of websocket.listeners('error')) {
+    if (listener.name === 'onUpgradeError') websocket.removeListener('error', listener as (...args: unknown[]) => void);
+  }
 }
 
 export function createAgentServer(o: AgentServerOptions): Server {
@@ -95,6 +114,7 @@ export function createAgentServer(o: AgentServerOptions): Server {
     // A dropped agent must not come back as the same socket with stale state.
     connectionStateRecovery: undefined,
   });
+  io.engine.use(dropUpgradeResponseListener);
   io.engine.on('connection', releaseUpgradeRequest);
   const rate = new ConnectRate({ perNode: o.limits.agentConnectRate, perAgent: o.limits.agentConnectRatePerAgent });
   const refusals = new LogThrottle(o.log, 'agent connections refused (summary of the interval)');

@@ -1,9 +1,10 @@
 // What one agent connection holds on kas's agent port: once the WebSocket is open, neither the
 // upgrade request (engine.io would keep it, with its headers and a hash-table property store, for
-// as long as the connection lives) nor the agent's token stays with it; and the connection still
-// works both ways and closes cleanly after that.
+// as long as the connection lives, twice over) nor the agent's token stays with it: the request
+// is garbage, collected by a forced collection; and the connection still works both ways and
+// closes cleanly after that.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
+import { type EventEmitter, once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,6 +12,8 @@ import { tmpdir } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { metrics } from '@opentelemetry/api';
 import pino from 'pino';
 import type { Server } from 'socket.io';
@@ -28,7 +31,7 @@ let server: Server;
 let tokens: AgentTokenStore;
 let token: string;
 let url: string;
-const upgrades: { req: http.IncomingMessage; tcp: Duplex }[] = [];
+const upgrades: { req: WeakRef<http.IncomingMessage>; tcp: Duplex }[] = [];
 const connected: AgentConnection[] = [];
 const disconnected: AgentConnection[] = [];
 
@@ -50,8 +53,8 @@ before(async () => {
     metrics: createLimitMetrics(metrics.getMeter('test')),
     limits: { agentMaxInflight: 100, agentConnectRate: 100, agentConnectRatePerAgent: 100 },
   });
-  // Sees each upgrade request before engine.io does, to look at it again once the agent is in.
-  httpServer.prependListener('upgrade', (req: http.IncomingMessage, tcp: Duplex) => upgrades.push({ req, tcp }));
+  // Sees each upgrade request before engine.io does, without keeping it, to look for it again once the agent is in.
+  httpServer.prependListener('upgrade', (req: http.IncomingMessage, tcp: Duplex) => upgrades.push({ req: new WeakRef(req), tcp }));
   httpServer.listen(0, '127.0.0.1');
   await once(httpServer, 'listening');
   url = `ws://127.0.0.1:${(httpServer.address() as AddressInfo).port}`;
@@ -63,6 +66,15 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** A full collection, from a test process started without --expose-gc. */
+async function collectGarbage(): Promise<void> {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  // A WeakRef's target survives the job that created or dereferenced it: collect on a later turn.
+  await new Promise((resolve) => setImmediate(resolve));
+  gc();
+}
+
 test('an open agent connection keeps neither its upgrade request nor its token, and still works both ways', async () => {
   const client = connect(url, { transports: ['websocket'], reconnection: false, auth: { token, replica: 'r1', protocol: PROTOCOL_VERSION } });
   const features = await new Promise<unknown>((resolve) => client.once(FEATURES_EVENT, resolve));
@@ -73,7 +85,11 @@ test('an open agent connection keeps neither its upgrade request nor its token, 
   assert.ok(socket);
   assert.equal(socket.conn.request, null, "engine.io's reference to the upgrade request is gone");
   assert.equal(upgrades.length, 1);
-  assert.deepEqual(Reflect.ownKeys(upgrades[0]!.req), [], 'the upgrade request, still held by engine.io, is emptied');
+  assert.deepEqual(upgrades[0]!.tcp.listeners('close').map((l) => l.name), ['socketOnClose'], "the TCP socket's only close listener is ws's");
+  const websocket = (socket.conn.transport as unknown as { socket: EventEmitter }).socket;
+  assert.ok(!websocket.listeners('error').some((l) => l.name === 'onUpgradeError'), "engine.io's upgrade-time error listener is gone");
+  await collectGarbage();
+  assert.equal(upgrades[0]!.req.deref(), undefined, 'nothing holds the upgrade request: a full collection freed it');
   assert.deepEqual(socket.handshake.auth, {}, 'the token is not kept with the connection');
   assert.equal(socket.handshake.address, '127.0.0.1', 'the handshake keeps the address it logs');
 
